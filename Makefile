@@ -1,0 +1,42 @@
+# pqproxy: `make demo` and `make test` set everything up on a fresh machine, then run.
+PY       ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+PYTEST_WORKERS ?= auto
+
+.PHONY: all setup peers demo test test-fast lint typecheck bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) peers
+
+peers:
+	./scripts/install-peers.sh
+
+demo: setup
+	$(BIN)/python -m pqproxy.demo
+
+test: setup
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --timeout=300 tests
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -x -m 'not interop' tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check pqproxy tests benchmarks scripts
+	$(BIN)/mypy pqproxy/tls
+
+typecheck: lint
+
+bench: setup
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .peers .pytest_cache .mypy_cache .ruff_cache .hypothesis
