@@ -1,0 +1,116 @@
+"""Configuration of one side of a TLS connection. Built once, shared by every connection of a listener."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .codepoints import NamedGroup, SignatureScheme
+from .groups import DEFAULT_GROUPS, GROUPS
+from .key_schedule import DEFAULT_CIPHER_SUITES
+from .session import TicketSealer
+
+DEFAULT_MAX_CLIENT_HELLO = 64 * 1024  # the biggest real PQ hellos are ~2.3 KiB; leaves room for odd ones
+DEFAULT_SIGNATURE_SCHEMES: tuple[int, ...] = (
+    SignatureScheme.ecdsa_secp256r1_sha256,
+    SignatureScheme.ecdsa_secp384r1_sha384,
+    SignatureScheme.ed25519,
+    SignatureScheme.rsa_pss_rsae_sha256,
+    SignatureScheme.rsa_pss_rsae_sha384,
+    SignatureScheme.rsa_pss_rsae_sha512,
+    SignatureScheme.rsa_pss_pss_sha256,
+    SignatureScheme.rsa_pss_pss_sha384,
+    SignatureScheme.rsa_pss_pss_sha512,
+    SignatureScheme.mldsa44,
+    SignatureScheme.mldsa65,
+    SignatureScheme.mldsa87,
+    SignatureScheme.ecdsa_secp521r1_sha512,
+    SignatureScheme.rsa_pkcs1_sha256,  # for certificate signatures only (signature_algorithms_cert-less peers)
+    SignatureScheme.rsa_pkcs1_sha384,
+    SignatureScheme.rsa_pkcs1_sha512,
+)
+
+
+@dataclass(frozen=True)
+class ExternalPSK:
+    """An out-of-band PSK (RFC 8446 §2.2). ``imported`` offers it through RFC 9258's importer."""
+
+    identity: bytes
+    key: bytes
+    imported: bool = True
+    context: bytes = b""
+    hash_name: str = "sha256"  # the target KDF: HKDF-SHA256 or HKDF-SHA384
+    with_certificate: bool = True  # RFC 8773 tls_cert_with_extern_psk: the server still proves its certificate
+
+    def __repr__(self) -> str:  # never print key material
+        return f"ExternalPSK(identity={self.identity!r}, imported={self.imported}, key=<{len(self.key)} bytes>)"
+
+
+def _default_key_share_groups(groups: tuple[int, ...]) -> tuple[int, ...]:
+    """Like Chrome, OpenSSL 3.5 and Go: one share for the first post-quantum group and one classical."""
+    first_pq = next((g for g in groups if GROUPS.get(g) is not None and GROUPS[g].post_quantum), None)
+    first_classical = next((g for g in groups if GROUPS.get(g) is not None and not GROUPS[g].post_quantum), None)
+    return tuple(g for g in (first_pq, first_classical) if g is not None) or groups[:1]
+
+
+@dataclass
+class TLSConfig:
+    groups: tuple[int, ...] = DEFAULT_GROUPS
+    # Client: groups to send a key share for in the first ClientHello (None: first PQ + first classical).
+    key_share_groups: tuple[int, ...] | None = None
+    cipher_suites: tuple[int, ...] = DEFAULT_CIPHER_SUITES
+    signature_schemes: tuple[int, ...] = DEFAULT_SIGNATURE_SCHEMES
+    alpn_protocols: tuple[bytes, ...] = ()
+    # Our certificate: the server's, or the client's for mutual TLS (a CertificateChain).
+    certificate_chain: Any = None
+    # Server: certificates by SNI host name (exact or "*.example.com"); falls back to certificate_chain.
+    sni_certificates: Mapping[str, Any] = field(default_factory=dict)
+    # Trust anchors: the client's for servers, the server's for client certificates (x509.Certificate list).
+    trust_store: list[Any] | None = None
+    verify_peer: bool = True  # client: validate the server's chain and name
+    require_client_certificate: bool = False
+    server_name: str | None = None  # client: SNI and the name to verify
+    # Server policy.
+    require_post_quantum: bool = False  # refuse clients that offer no hybrid or ML-KEM group
+    group_selection: str = "pq-first"  # "pq-first" or "server-preference"
+    max_client_hello_size: int = DEFAULT_MAX_CLIENT_HELLO
+    session_tickets: int = 1  # tickets a server sends after the handshake (0: none)
+    ticket_lifetime: int = 7200
+    ticket_sealer: TicketSealer | None = None
+    # Client resumption and external PSKs.
+    resume_session: Any = None  # SessionTicket
+    external_psk: ExternalPSK | None = None
+    # Server: external identity -> key; imported identities are looked up by their external_identity.
+    external_psks: Mapping[bytes, bytes] = field(default_factory=dict)
+    require_external_psk: bool = False
+    # Record layer.
+    record_size_limit: int | None = 16385  # RFC 8449, counts the inner content type
+    record_padding_block: int = 0
+    compatibility_mode: bool = True  # RFC 8446 Appendix D.4 (client: session id + ChangeCipherSpec)
+    clock: Callable[[], float] = time.time
+    entropy: Callable[[int], bytes] = os.urandom
+
+    def __post_init__(self) -> None:
+        self.groups = tuple(int(g) for g in self.groups)
+        unknown = [g for g in self.groups if g not in GROUPS]
+        if unknown:
+            raise ValueError(f"groups not implemented: {', '.join(hex(g) for g in unknown)}")
+        if self.key_share_groups is None:
+            self.key_share_groups = _default_key_share_groups(self.groups)
+        if self.record_size_limit is not None and not 64 <= self.record_size_limit <= 16385:
+            raise ValueError("record_size_limit must be between 64 and 16385 (RFC 8449)")
+        if self.group_selection not in ("pq-first", "server-preference"):
+            raise ValueError("group_selection is pq-first or server-preference")
+        if self.ticket_sealer is None and self.session_tickets:
+            self.ticket_sealer = TicketSealer()
+        if not 0 <= self.ticket_lifetime <= 7 * 24 * 3600:
+            raise ValueError("ticket_lifetime is at most 7 days (RFC 8446 §4.6.1)")
+
+    def offers_post_quantum(self) -> bool:
+        return any(GROUPS[g].post_quantum for g in self.groups)
+
+
+HYBRID_DEFAULT = NamedGroup.X25519MLKEM768

@@ -1,0 +1,632 @@
+"""The server side of the TLS 1.3 handshake (RFC 8446 §2, §4), one method per step.
+
+Read top to bottom, ``process_client_hello`` is the table of contents: check the ClientHello, pick the
+cipher suite and group (a HelloRetryRequest when the client has no share for the group we want),
+check for resumption or an external PSK, pick the certificate, then send ServerHello,
+EncryptedExtensions, CertificateRequest?, Certificate, CertificateVerify and Finished. The client's
+Certificate?, CertificateVerify? and Finished follow; then NewSessionTicket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import certificates
+from .alerts import AlertDescription, TLSAlert, decode_error, illegal_parameter, unexpected_message
+from .client import check_extension_block, import_external_psk
+from .codepoints import (
+    HELLO_RETRY_REQUEST_RANDOM,
+    TLS12,
+    TLS13,
+    ExtensionType,
+    HandshakeType,
+    PskKeyExchangeMode,
+    SignatureScheme,
+)
+from .connection import MAX_EARLY_DATA_SKIP, TLSConnection
+from .events import HandshakeComplete
+from .extensions import (
+    ImportedIdentity,
+    KeyShareClientHello,
+    KeyShareEntry,
+    KeyShareHelloRetryRequest,
+    KeyShareServerHello,
+    NamedGroupList,
+    OfferedPsks,
+    PreSharedKeyServerHello,
+    ProtocolNameList,
+    PskKeyExchangeModes,
+    RecordSizeLimit,
+    ServerNameList,
+    SignatureSchemeList,
+    SupportedVersionsClient,
+    SupportedVersionsServer,
+    empty_extension,
+    ext,
+)
+from .groups import GROUPS, group_name
+from .key_schedule import (
+    CIPHER_SUITES,
+    CipherSuiteInfo,
+    KeySchedule,
+    Transcript,
+    finished_verify_data,
+    resumption_psk,
+    secrets_equal,
+)
+from .messages import (
+    Certificate,
+    CertificateEntry,
+    CertificateRequest,
+    CertificateVerify,
+    ClientHello,
+    EncryptedExtensions,
+    Extension,
+    Finished,
+    NewSessionTicket,
+    ServerHello,
+)
+from .session import TicketState
+
+# Go's reason, and ours: "not to let cheap ClientHello messages cause too much work".
+MAX_PSK_IDENTITIES_TRIED = 5
+MAX_KEY_SHARES = 16  # real clients send 1-3; each costs a table lookup, never a computation
+MAX_HOST_NAME = 255  # RFC 1035 name length
+
+
+@dataclass
+class ClientHelloFacts:
+    """What the server needs from one ClientHello, parsed and checked once."""
+
+    hello: ClientHello
+    raw: bytes
+    groups: list[int] = field(default_factory=list)
+    shares: dict[int, bytes] = field(default_factory=dict)
+    signature_schemes: list[int] = field(default_factory=list)
+    server_name: str | None = None
+    alpn: list[bytes] = field(default_factory=list)
+    psk_modes: list[int] = field(default_factory=list)
+    offered_psks: OfferedPsks | None = None
+    early_data: bool = False
+    record_size_limit: int | None = None
+    cert_with_extern_psk: bool = False
+    cookie: bytes | None = None
+
+
+@dataclass
+class _AcceptedPsk:
+    index: int
+    psk: bytes
+    kind: str  # "resumption" or "external"
+    external_identity: bytes | None
+    ticket: TicketState | None = None
+
+
+class ServerHandshake:
+    def __init__(self, conn: TLSConnection) -> None:
+        self.conn = conn
+        self.config = conn.config
+        self.state = "wait_client_hello"
+        self.done = False
+        self.transcript = Transcript()
+        self.first: ClientHelloFacts | None = None
+        self.facts: ClientHelloFacts | None = None
+        self.suite: CipherSuiteInfo | None = None
+        self.group: int | None = None
+        self.hello_retry = False
+        self.hello_retry_raw = b""
+        self.ccs_sent = False
+        self.psk: _AcceptedPsk | None = None
+        self.send_certificate = True
+        self.chain: Any = None
+        self.signature_scheme: int | None = None
+        self.alpn: bytes | None = None
+        self.schedule: KeySchedule | None = None
+        self.client_hs_secret = b""
+        self.server_hs_secret = b""
+        self.client_app_secret = b""
+        self.requested_client_certificate = False
+        self.client_certificate: Any = None
+        self.client_hello_size = 0
+
+    def handle(self, msg_type: int, body: bytes, raw: bytes) -> None:
+        state = self.state
+        if msg_type == HandshakeType.client_hello and state in ("wait_client_hello", "wait_client_hello2"):
+            self.process_client_hello(ClientHello.decode(body), raw)
+        elif msg_type == HandshakeType.certificate and state == "wait_client_certificate":
+            self.process_client_certificate(Certificate.decode(body), raw)
+        elif msg_type == HandshakeType.certificate_verify and state == "wait_client_certificate_verify":
+            self.process_client_certificate_verify(CertificateVerify.decode(body), raw)
+        elif msg_type == HandshakeType.finished and state == "wait_finished":
+            self.process_client_finished(Finished.decode(body), raw)
+        else:
+            raise unexpected_message(f"handshake message type {msg_type} in state {state}")
+
+    # --- ClientHello ------------------------------------------------------------------------
+
+    def process_client_hello(self, hello: ClientHello, raw: bytes) -> None:
+        facts = self.read_client_hello(hello, raw)
+        if self.first is None:
+            self.client_hello_size = len(raw)
+            if facts.early_data:
+                # We never accept 0-RTT (replayable); RFC 8446 §4.2.10 says skip what the client sends.
+                self.conn.early_data_skip = MAX_EARLY_DATA_SKIP
+        else:
+            self.check_second_client_hello(self.first, facts)
+        self.facts = facts
+        if self.suite is None:
+            self.suite = self.pick_cipher_suite(facts)
+        group, needs_retry = self.pick_group(facts)
+        if needs_retry:
+            if self.hello_retry:
+                raise illegal_parameter(f"second ClientHello has no key share for {group_name(group)}")
+            self.send_hello_retry_request(facts, group)
+            return
+        self.group = group
+        if not self.hello_retry:
+            self.transcript.set_hash(self.suite.hash_name)
+        self.transcript.update(raw)
+        self.psk = self.check_for_resumption(facts)
+        if self.config.require_external_psk and (self.psk is None or self.psk.kind != "external"):
+            raise TLSAlert(AlertDescription.unknown_psk_identity, "an external PSK is required and none matched")
+        self.send_certificate = self.psk is None or (self.psk.kind == "external" and facts.cert_with_extern_psk)
+        if self.send_certificate:
+            self.pick_certificate(facts)
+        self.alpn = self.pick_alpn(facts)
+        self.send_server_hello(facts)
+        self.send_encrypted_extensions(facts)
+        if self.send_certificate:
+            self.send_certificate_request()
+            self.send_server_certificate()
+            self.send_server_certificate_verify()
+        self.send_server_finished()
+
+    def read_client_hello(self, hello: ClientHello, raw: bytes) -> ClientHelloFacts:
+        """Every check RFC 8446 §4.1.2 and §9.2 ask of a ClientHello, in one place."""
+        facts = ClientHelloFacts(hello, raw)
+        seen = check_extension_block(hello.extensions, "ClientHello")
+        if hello.extensions and ExtensionType.pre_shared_key in seen \
+                and hello.extensions[-1].type != ExtensionType.pre_shared_key:
+            raise illegal_parameter("pre_shared_key is not the last extension")
+        versions: list[int] = []
+        for e in hello.extensions:
+            t, data = e.type, e.data
+            if t == ExtensionType.supported_versions:
+                versions = SupportedVersionsClient.decode(data).versions
+            elif t == ExtensionType.supported_groups:
+                facts.groups = NamedGroupList.decode(data).groups
+            elif t == ExtensionType.key_share:
+                facts.shares = self._read_key_shares(KeyShareClientHello.decode(data))
+            elif t == ExtensionType.signature_algorithms:
+                facts.signature_schemes = SignatureSchemeList.decode(data).schemes
+            elif t == ExtensionType.server_name:
+                facts.server_name = _host_name(ServerNameList.decode(data))
+            elif t == ExtensionType.application_layer_protocol_negotiation:
+                facts.alpn = ProtocolNameList.decode(data).protocols
+            elif t == ExtensionType.psk_key_exchange_modes:
+                facts.psk_modes = PskKeyExchangeModes.decode(data).ke_modes
+            elif t == ExtensionType.pre_shared_key:
+                facts.offered_psks = OfferedPsks.decode(data)
+            elif t == ExtensionType.early_data:
+                empty_extension(data, "early_data")
+                facts.early_data = True
+            elif t == ExtensionType.record_size_limit:
+                limit = RecordSizeLimit.decode(data).limit
+                if limit < 64:
+                    raise illegal_parameter(f"record_size_limit {limit} below 64")
+                facts.record_size_limit = limit
+            elif t == ExtensionType.tls_cert_with_extern_psk:
+                empty_extension(data, "tls_cert_with_extern_psk")
+                facts.cert_with_extern_psk = True
+            elif t == ExtensionType.cookie:
+                facts.cookie = data
+            # RFC 8446 §4.2: every other extension, GREASE included, is ignored.
+        if TLS13 not in versions:
+            # A TLS 1.2-only client (or older): refused, as the proxy's default policy wants.
+            raise TLSAlert(AlertDescription.protocol_version, "client does not offer TLS 1.3")
+        if hello.legacy_version != TLS12:
+            raise TLSAlert(AlertDescription.protocol_version, f"legacy_version 0x{hello.legacy_version:04x}")
+        if hello.legacy_compression_methods != b"\x00":
+            raise illegal_parameter("TLS 1.3 ClientHello must offer only the null compression method")
+        if (ExtensionType.supported_groups in seen) != (ExtensionType.key_share in seen):
+            raise TLSAlert(AlertDescription.missing_extension, "supported_groups and key_share must come together")
+        if ExtensionType.supported_groups not in seen:
+            raise TLSAlert(AlertDescription.missing_extension, "no supported_groups: psk_ke is not allowed here")
+        if facts.offered_psks is not None:
+            if not facts.psk_modes:
+                raise TLSAlert(AlertDescription.missing_extension, "pre_shared_key without psk_key_exchange_modes")
+            if len(facts.offered_psks.identities) != len(facts.offered_psks.binders):
+                raise illegal_parameter("PSK identities and binders differ in number")
+        if facts.cert_with_extern_psk and facts.offered_psks is None:
+            raise illegal_parameter("tls_cert_with_extern_psk without pre_shared_key")  # RFC 8773 §3
+        for group in facts.shares:
+            if group not in facts.groups:
+                raise illegal_parameter(f"key share for {group_name(group)} not in supported_groups")
+        return facts
+
+    @staticmethod
+    def _read_key_shares(ks: KeyShareClientHello) -> dict[int, bytes]:
+        if len(ks.client_shares) > MAX_KEY_SHARES:
+            raise illegal_parameter(f"{len(ks.client_shares)} key shares")
+        shares: dict[int, bytes] = {}
+        for entry in ks.client_shares:
+            if entry.group in shares:
+                raise illegal_parameter(f"two key shares for {group_name(entry.group)}")  # RFC 8446 §4.2.8
+            shares[entry.group] = entry.key_exchange
+        return shares
+
+    def check_second_client_hello(self, first: ClientHelloFacts, second: ClientHelloFacts) -> None:
+        """RFC 8446 §4.1.2: the second hello is the first but for key_share, cookie, PSK and padding."""
+        a, b = first.hello, second.hello
+        if (a.random != b.random or a.legacy_session_id != b.legacy_session_id
+                or a.cipher_suites != b.cipher_suites or first.groups != second.groups
+                or first.server_name != second.server_name or first.alpn != second.alpn
+                or first.signature_schemes != second.signature_schemes):
+            raise illegal_parameter("second ClientHello changed more than RFC 8446 §4.1.2 allows")
+        if second.early_data:
+            raise illegal_parameter("early_data in the ClientHello after a HelloRetryRequest")
+        if len(second.shares) != 1:
+            raise illegal_parameter("second ClientHello must carry exactly the requested key share")
+
+    def pick_cipher_suite(self, facts: ClientHelloFacts) -> CipherSuiteInfo:
+        offered = set(facts.hello.cipher_suites)
+        for code in self.config.cipher_suites:
+            if code in offered:
+                return CIPHER_SUITES[code]
+        raise TLSAlert(AlertDescription.handshake_failure, "no cipher suite in common")
+
+    def pick_group(self, facts: ClientHelloFacts) -> tuple[int, bool]:
+        """(group, needs HelloRetryRequest). By default a post-quantum group wins even at the cost of a
+        HelloRetryRequest, as Go 1.24+ does (draft-ietf-tls-key-share-prediction)."""
+        client_groups = set(facts.groups)
+        mutual = [g for g in self.config.groups if g in client_groups]
+        pq = [g for g in mutual if GROUPS[g].post_quantum]
+        if self.config.require_post_quantum and not pq:
+            raise TLSAlert(AlertDescription.insufficient_security, "client offers no hybrid or ML-KEM group")
+        if not mutual:
+            raise TLSAlert(AlertDescription.handshake_failure, "no key exchange group in common")
+        if self.config.group_selection == "server-preference":
+            return mutual[0], mutual[0] not in facts.shares
+        candidates = pq or mutual
+        for group in candidates:
+            if group in facts.shares:
+                return group, False
+        return candidates[0], True
+
+    # --- HelloRetryRequest (RFC 8446 §4.1.4) ---------------------------------------------------
+
+    def send_hello_retry_request(self, facts: ClientHelloFacts, group: int) -> None:
+        assert self.suite is not None
+        self.hello_retry = True
+        self.first = facts
+        self.transcript.set_hash(self.suite.hash_name)
+        self.transcript.update(facts.raw)
+        self.transcript.restart_after_hello_retry()
+        hrr = ServerHello(
+            random=HELLO_RETRY_REQUEST_RANDOM,
+            legacy_session_id_echo=facts.hello.legacy_session_id,
+            cipher_suite=self.suite.code,
+            extensions=[
+                ext(ExtensionType.supported_versions, SupportedVersionsServer(TLS13)),
+                ext(ExtensionType.key_share, KeyShareHelloRetryRequest(group)),
+            ],
+        )
+        raw = hrr.encode()
+        self.hello_retry_raw = raw
+        self.transcript.update(raw)
+        self.conn.send_handshake(raw)
+        self._maybe_send_ccs(facts)
+        self.state = "wait_client_hello2"
+
+    def _maybe_send_ccs(self, facts: ClientHelloFacts) -> None:
+        # RFC 8446 §D.4: middlebox compatibility mode, when the client sent a session id.
+        if facts.hello.legacy_session_id and not self.ccs_sent:
+            self.conn.send_change_cipher_spec()
+            self.ccs_sent = True
+
+    # --- PSKs: resumption and external (RFC 8446 §4.2.11, RFC 9258, RFC 8773) -------------------
+
+    def check_for_resumption(self, facts: ClientHelloFacts) -> _AcceptedPsk | None:
+        offered = facts.offered_psks
+        if offered is None or PskKeyExchangeMode.psk_dhe_ke not in facts.psk_modes:
+            return None
+        assert self.suite is not None
+        now = self.config.clock()
+        for index, identity in enumerate(offered.identities[:MAX_PSK_IDENTITIES_TRIED]):
+            accepted = self._resolve_psk(index, identity.identity, facts, now)
+            if accepted is None:
+                continue
+            self._check_binder(accepted, offered, index, facts)
+            return accepted
+        return None
+
+    def _resolve_psk(self, index: int, identity: bytes, facts: ClientHelloFacts, now: float) -> _AcceptedPsk | None:
+        assert self.suite is not None
+        sealer = self.config.ticket_sealer
+        if sealer is not None:
+            state = sealer.open(identity)
+            if state is not None:
+                if (CIPHER_SUITES.get(state.cipher_suite) is None
+                        or CIPHER_SUITES[state.cipher_suite].hash_name != self.suite.hash_name
+                        or now >= state.created_at + state.lifetime
+                        or state.server_name != (facts.server_name or "").encode()):
+                    return None
+                return _AcceptedPsk(index, state.psk, "resumption", None, state)
+        if not self.config.external_psks:
+            return None
+        imported = _parse_imported_identity(identity)
+        if imported is not None:
+            kdf_hash = {1: "sha256", 2: "sha384"}.get(imported.target_kdf)
+            if imported.target_protocol != TLS13 or kdf_hash != self.suite.hash_name:
+                return None
+            key = self.config.external_psks.get(imported.external_identity)
+            if key is None:
+                return None
+            _wire, ipsk = import_external_psk(imported.external_identity, key, imported.context, kdf_hash)
+            return _AcceptedPsk(index, ipsk, "external-imported", imported.external_identity)
+        key = self.config.external_psks.get(identity)
+        if key is None or self.suite.hash_name != "sha256":  # RFC 8446 §4.2.11: SHA-256 unless said otherwise
+            return None
+        return _AcceptedPsk(index, key, "external", identity)
+
+    def _check_binder(self, accepted: _AcceptedPsk, offered: OfferedPsks, index: int, facts: ClientHelloFacts) -> None:
+        assert self.suite is not None
+        binder = offered.binders[index]
+        hash_name = self.suite.hash_name
+        if len(binder) != self.suite.hash_len:
+            raise TLSAlert(AlertDescription.decrypt_error, "PSK binder has the wrong length")
+        truncated = facts.raw[: len(facts.raw) - offered.binders_length()]
+        h = hashlib.new(hash_name)
+        if self.hello_retry:
+            assert self.first is not None
+            digest = hashlib.new(hash_name, self.first.raw).digest()
+            h.update(bytes((HandshakeType.message_hash, 0, 0, len(digest))) + digest)
+            h.update(self.hello_retry_raw)
+        h.update(truncated)
+        schedule = KeySchedule(hash_name, accepted.psk)
+        binder_key = schedule.binder_key(imported=accepted.kind == "external-imported",
+                                         resumption=accepted.kind == "resumption")
+        expected = finished_verify_data(hash_name, binder_key, h.digest())
+        if not secrets_equal(expected, binder):
+            raise TLSAlert(AlertDescription.decrypt_error, "PSK binder does not verify")
+        if accepted.kind == "external-imported":
+            accepted.kind = "external"
+
+    # --- certificate and ALPN ---------------------------------------------------------------
+
+    def pick_certificate(self, facts: ClientHelloFacts) -> None:
+        chain = _certificate_for(self.config.sni_certificates, facts.server_name) or self.config.certificate_chain
+        if chain is None:
+            raise TLSAlert(AlertDescription.internal_error, "no certificate configured")
+        if not facts.signature_schemes:
+            raise TLSAlert(AlertDescription.missing_extension, "no signature_algorithms")
+        scheme = certificates.choose_signature_scheme(chain.private_key, facts.signature_schemes)
+        if scheme is None:
+            raise TLSAlert(AlertDescription.handshake_failure, "no signature scheme in common with our certificate")
+        self.chain, self.signature_scheme = chain, scheme
+
+    def pick_alpn(self, facts: ClientHelloFacts) -> bytes | None:
+        if not facts.alpn or not self.config.alpn_protocols:
+            return None
+        for protocol in self.config.alpn_protocols:
+            if protocol in facts.alpn:
+                return protocol
+        raise TLSAlert(AlertDescription.no_application_protocol, "no ALPN protocol in common")  # RFC 7301 §3.2
+
+    # --- ServerHello, EncryptedExtensions ---------------------------------------------------
+
+    def send_server_hello(self, facts: ClientHelloFacts) -> None:
+        suite, group = self.suite, self.group
+        assert suite is not None and group is not None
+        server_share, shared_secret = GROUPS[group].server_respond(facts.shares[group])
+        extensions = [
+            ext(ExtensionType.supported_versions, SupportedVersionsServer(TLS13)),
+            ext(ExtensionType.key_share, KeyShareServerHello(KeyShareEntry(group, server_share))),
+        ]
+        if self.psk is not None:
+            extensions.append(ext(ExtensionType.pre_shared_key, PreSharedKeyServerHello(self.psk.index)))
+            if self.psk.kind == "external" and facts.cert_with_extern_psk:
+                extensions.append(ext(ExtensionType.tls_cert_with_extern_psk))
+        hello = ServerHello(
+            random=self.config.entropy(32),
+            legacy_session_id_echo=facts.hello.legacy_session_id,
+            cipher_suite=suite.code,
+            extensions=extensions,
+        )
+        raw = hello.encode()
+        self.transcript.update(raw)
+        self.conn.send_handshake(raw)
+        self._maybe_send_ccs(facts)
+        schedule = KeySchedule(suite.hash_name, self.psk.psk if self.psk else None)
+        schedule.enter_handshake(shared_secret)
+        del shared_secret
+        th = self.transcript.digest()
+        self.client_hs_secret = schedule.derive_secret(b"c hs traffic", th)
+        self.server_hs_secret = schedule.derive_secret(b"s hs traffic", th)
+        self.conn.set_write_secret(suite, self.server_hs_secret)
+        self.conn.set_read_secret(suite, self.client_hs_secret)
+        self.schedule = schedule
+
+    def send_encrypted_extensions(self, facts: ClientHelloFacts) -> None:
+        extensions: list[Extension] = []
+        if facts.server_name is not None and self.send_certificate:
+            extensions.append(Extension(ExtensionType.server_name, b""))  # RFC 6066 §3: we used the name
+        if self.alpn is not None:
+            extensions.append(ext(ExtensionType.application_layer_protocol_negotiation, ProtocolNameList([self.alpn])))
+        if facts.record_size_limit is not None:
+            self.conn.set_peer_record_size_limit(facts.record_size_limit)
+            if self.config.record_size_limit is not None:
+                extensions.append(ext(ExtensionType.record_size_limit, RecordSizeLimit(self.config.record_size_limit)))
+        self._send(EncryptedExtensions(extensions).encode())
+
+    # --- CertificateRequest, Certificate, CertificateVerify, Finished ---------------------------
+
+    def send_certificate_request(self) -> None:
+        if not self.config.trust_store or self.psk is not None:
+            return
+        self.requested_client_certificate = True
+        request = CertificateRequest(b"", [
+            ext(ExtensionType.signature_algorithms, SignatureSchemeList(list(self.config.signature_schemes)))
+        ])
+        self._send(request.encode())
+
+    def send_server_certificate(self) -> None:
+        self._send(Certificate(b"", [CertificateEntry(der) for der in self.chain.der]).encode())
+
+    def send_server_certificate_verify(self) -> None:
+        assert self.signature_scheme is not None
+        signature = certificates.sign(
+            self.chain.private_key, self.signature_scheme,
+            certificates.certificate_verify_input(True, self.transcript.digest()),
+        )
+        self._send(CertificateVerify(self.signature_scheme, signature).encode())
+
+    def send_server_finished(self) -> None:
+        suite, schedule = self.suite, self.schedule
+        assert suite is not None and schedule is not None
+        verify_data = finished_verify_data(suite.hash_name, self.server_hs_secret, self.transcript.digest())
+        self._send(Finished(verify_data).encode())
+        self.server_hs_secret = b""
+        schedule.enter_master()
+        th = self.transcript.digest()
+        self.client_app_secret = schedule.derive_secret(b"c ap traffic", th)
+        self.conn.set_write_secret(suite, schedule.derive_secret(b"s ap traffic", th))
+        self.state = "wait_client_certificate" if self.requested_client_certificate else "wait_finished"
+
+    def _send(self, raw: bytes) -> None:
+        self.transcript.update(raw)
+        self.conn.send_handshake(raw)
+
+    # --- the client's flight ----------------------------------------------------------------
+
+    def process_client_certificate(self, certificate: Certificate, raw: bytes) -> None:
+        if certificate.certificate_request_context:
+            raise illegal_parameter("client Certificate has a request context")
+        self.transcript.update(raw)
+        if not certificate.certificate_list:
+            if self.config.require_client_certificate:
+                raise TLSAlert(AlertDescription.certificate_required, "client sent no certificate")
+            self.state = "wait_finished"
+            return
+        for entry in certificate.certificate_list:
+            if entry.extensions:
+                raise TLSAlert(AlertDescription.unsupported_extension, "CertificateEntry extension not requested")
+        assert self.config.trust_store is not None
+        self.client_certificate = certificates.verify_client_chain(
+            [e.cert_data for e in certificate.certificate_list], self.config.trust_store
+        )
+        self.state = "wait_client_certificate_verify"
+
+    def process_client_certificate_verify(self, verify: CertificateVerify, raw: bytes) -> None:
+        if verify.algorithm not in self.config.signature_schemes:
+            raise illegal_parameter(f"client signed with scheme 0x{verify.algorithm:04x} we did not offer")
+        certificates.verify_signature(
+            self.client_certificate.public_key(), verify.algorithm, verify.signature,
+            certificates.certificate_verify_input(False, self.transcript.digest()),
+        )
+        self.transcript.update(raw)
+        self.state = "wait_finished"
+
+    def process_client_finished(self, finished: Finished, raw: bytes) -> None:
+        suite, schedule = self.suite, self.schedule
+        assert suite is not None and schedule is not None
+        if len(finished.verify_data) != suite.hash_len:
+            raise decode_error("Finished has the wrong length")
+        expected = finished_verify_data(suite.hash_name, self.client_hs_secret, self.transcript.digest())
+        if not secrets_equal(expected, finished.verify_data):
+            raise TLSAlert(AlertDescription.decrypt_error, "client Finished does not verify")
+        self.transcript.update(raw)
+        self.conn.early_data_skip = 0
+        self.conn.set_read_secret(suite, self.client_app_secret)
+        resumption_master = schedule.derive_secret(b"res master", self.transcript.digest())
+        schedule.wipe()
+        self.client_hs_secret = self.client_app_secret = b""
+        self.state = "connected"
+        self.done = True
+        self.conn.finish_handshake()
+        facts = self.facts
+        assert facts is not None
+        psk = self.psk
+        self.conn.emit(HandshakeComplete(
+            group=group_name(self.group) if self.group is not None else None,
+            cipher_suite=suite.name,
+            alpn_protocol=self.alpn.decode("ascii", "replace") if self.alpn else None,
+            server_name=facts.server_name,
+            resumed=psk is not None and psk.kind == "resumption",
+            psk=psk.kind if psk else None,
+            psk_identity=psk.external_identity if psk else None,
+            peer_certificate=self.client_certificate,
+            signature_scheme=_scheme_name(self.signature_scheme) if self.send_certificate else None,
+            hello_retry=self.hello_retry,
+            client_hello_size=self.client_hello_size,
+        ))
+        if PskKeyExchangeMode.psk_dhe_ke in facts.psk_modes:
+            self.send_new_session_tickets(resumption_master, facts)
+
+    def send_new_session_tickets(self, resumption_master: bytes, facts: ClientHelloFacts) -> None:
+        sealer, suite = self.config.ticket_sealer, self.suite
+        if sealer is None or suite is None:
+            return
+        now = self.config.clock()
+        for i in range(self.config.session_tickets):
+            nonce = struct.pack(">B", i)
+            age_add = int.from_bytes(self.config.entropy(4), "big")
+            state = TicketState(
+                suite.code, resumption_psk(suite, resumption_master, nonce), now, self.config.ticket_lifetime,
+                age_add, (facts.server_name or "").encode(), self.alpn or b"",
+            )
+            ticket = NewSessionTicket(self.config.ticket_lifetime, age_add, nonce, sealer.seal(state))
+            self.conn.send_handshake(ticket.encode())
+
+
+def _parse_imported_identity(identity: bytes) -> ImportedIdentity | None:
+    try:
+        return ImportedIdentity.decode(identity)
+    except TLSAlert:
+        return None
+
+
+def _host_name(names: ServerNameList) -> str | None:
+    """RFC 6066 §3: one host_name, ASCII, no trailing dot. Anything else is a decode_error."""
+    host_names = [n for t, n in names.names if t == 0]
+    if len(host_names) > 1:
+        raise illegal_parameter("more than one host_name in server_name")
+    if not host_names:
+        return None
+    raw = host_names[0]
+    if len(raw) > MAX_HOST_NAME or raw.endswith(b".") or b"\x00" in raw:
+        raise decode_error("malformed host_name")
+    try:
+        return raw.decode("ascii").lower()
+    except UnicodeDecodeError:
+        raise decode_error("host_name is not ASCII") from None
+
+
+def _certificate_for(table: Any, name: str | None) -> Any:
+    if not table or name is None:
+        return None
+    if name in table:
+        return table[name]
+    head, _, rest = name.partition(".")
+    return table.get("*." + rest) if rest else None
+
+
+def _scheme_name(scheme: int | None) -> str | None:
+    if scheme is None:
+        return None
+    try:
+        return SignatureScheme(scheme).name
+    except ValueError:
+        return f"0x{scheme:04x}"
+
+
+class TLSServer(TLSConnection):
+    """A server-side connection: feed it the client's bytes."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config, is_client=False)
+        self.handshake = ServerHandshake(self)
+        self._handshake = self.handshake
