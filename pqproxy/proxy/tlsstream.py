@@ -1,0 +1,122 @@
+"""A trio stream that speaks TLS through the sans-IO engine: the engine's I/O edge.
+
+The engine gives bytes to send and events; this class moves the bytes over a trio stream and turns
+events into return values and exceptions. Every wait is bounded by the caller's cancel scopes.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from ..tls.alerts import alert_name
+from ..tls.connection import TLSConnection
+from ..tls.events import AlertReceived, AlertSent, ApplicationData, Event, HandshakeComplete, PeerClosed
+
+RECEIVE_SIZE = 64 * 1024
+
+
+class TLSError(Exception):
+    """The TLS connection failed: we sent or received a fatal alert, or the peer vanished mid-handshake."""
+
+    def __init__(self, message: str, alert: str | None = None, sent: bool = True) -> None:
+        super().__init__(message)
+        self.alert = alert
+        self.sent = sent
+
+
+class TLSStream:
+    def __init__(self, transport: trio.abc.Stream, conn: TLSConnection) -> None:
+        self.transport = transport
+        self.conn = conn
+        self.info: HandshakeComplete | None = None
+        self._plain: list[bytes] = []
+        self._eof = False
+        self.other_events: list[Event] = []
+
+    async def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            await self.transport.send_all(data)
+
+    async def _flush_quietly(self) -> None:
+        """Send what the engine has (e.g. a fatal alert) without letting a dead socket raise."""
+        try:
+            with trio.move_on_after(1):
+                await self._flush()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+    def _take(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, ApplicationData):
+                self._plain.append(event.data)
+            elif isinstance(event, HandshakeComplete):
+                self.info = event
+            elif isinstance(event, PeerClosed):
+                self._eof = True
+            elif isinstance(event, AlertSent):
+                raise TLSError(f"we sent {event.name}: {event.reason}", event.name, sent=True)
+            elif isinstance(event, AlertReceived):
+                raise TLSError(f"peer sent {event.name}", event.name, sent=False)
+            else:
+                self.other_events.append(event)
+
+    async def _receive_into_engine(self) -> bool:
+        """Read once from the transport into the engine; False at transport EOF."""
+        try:
+            data = await self.transport.receive_some(RECEIVE_SIZE)
+        except (trio.BrokenResourceError, OSError) as exc:
+            raise TLSError(f"transport failed: {exc}", None, sent=False) from None
+        if not data:
+            return False
+        events = self.conn.receive_data(data)
+        try:
+            self._take(events)
+        except TLSError:
+            await self._flush_quietly()
+            raise
+        await self._flush()
+        return True
+
+    async def do_handshake(self) -> HandshakeComplete:
+        await self._flush()
+        while self.info is None:
+            if not await self._receive_into_engine():
+                raise TLSError("peer closed the connection during the handshake", None, sent=False)
+        return self.info
+
+    async def receive_some(self) -> bytes:
+        """Application data; b"" once the peer sent close_notify (or the transport ended)."""
+        while not self._plain:
+            if self._eof:
+                return b""
+            if not await self._receive_into_engine():
+                # TCP FIN without close_notify: a truncation, which a proxy passes on as EOF (and logs).
+                self._eof = True
+                self.truncated = True
+                return b""
+        if len(self._plain) == 1:
+            return self._plain.pop()
+        data = b"".join(self._plain)
+        self._plain.clear()
+        return data
+
+    truncated = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self.conn.send_data(data)
+        await self._flush()
+
+    async def send_eof(self) -> None:
+        """close_notify, then half-close the transport (RFC 8446 §6.1 allows the peer to go on writing)."""
+        self.conn.close()
+        await self._flush()
+        send_eof = getattr(self.transport, "send_eof", None)
+        if send_eof is not None:
+            try:
+                await send_eof()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
