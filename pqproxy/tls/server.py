@@ -422,14 +422,14 @@ class ServerHandshake:
         suite, group = self.suite, self.group
         assert suite is not None and group is not None
         server_share, shared_secret = GROUPS[group].server_respond(facts.shares[group])
-        extensions = [
-            ext(ExtensionType.supported_versions, SupportedVersionsServer(TLS13)),
-            ext(ExtensionType.key_share, KeyShareServerHello(KeyShareEntry(group, server_share))),
-        ]
+        # The order of RFC 8448's traces, so that they can be reproduced byte for byte.
+        extensions = []
         if self.psk is not None:
             extensions.append(ext(ExtensionType.pre_shared_key, PreSharedKeyServerHello(self.psk.index)))
-            if self.psk.kind == "external" and facts.cert_with_extern_psk:
-                extensions.append(ext(ExtensionType.tls_cert_with_extern_psk))
+        extensions.append(ext(ExtensionType.key_share, KeyShareServerHello(KeyShareEntry(group, server_share))))
+        extensions.append(ext(ExtensionType.supported_versions, SupportedVersionsServer(TLS13)))
+        if self.psk is not None and self.psk.kind == "external" and facts.cert_with_extern_psk:
+            extensions.append(ext(ExtensionType.tls_cert_with_extern_psk))
         hello = ServerHello(
             random=self.config.entropy(32),
             legacy_session_id_echo=facts.hello.legacy_session_id,
