@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -53,7 +54,7 @@ async def run_demo(workdir: Path) -> dict[str, object]:
     logging.getLogger("pqproxy").addHandler(collect)
     logging.getLogger("pqproxy").setLevel(logging.INFO)
     async with trio.open_nursery() as nursery:
-        backend = await nursery.start(lambda task_status: trio.serve_tcp(_echo, 0, host="127.0.0.1", task_status=task_status))
+        backend = await nursery.start(partial(trio.serve_tcp, _echo, 0, host="127.0.0.1"))
         backend_port = _port(backend)
         server_cfg = TLSConfig(certificate_chain=CertificateChain.load(paths["server"], paths["server_key"]))
         server = await nursery.start(serve, SidecarSettings(("127.0.0.1", 0), ("127.0.0.1", backend_port), server_cfg),
@@ -101,7 +102,8 @@ def main() -> int:
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
     print("\nThe same pipe by hand (two terminals, after `pqproxy certs --out pki`):")
-    print("  pqproxy server --listen 127.0.0.1:8443 --upstream 127.0.0.1:8080 --cert pki/server.pem --key pki/server.key")
+    print("  pqproxy server --listen 127.0.0.1:8443 --upstream 127.0.0.1:8080 \\\n"
+          "                 --cert pki/server.pem --key pki/server.key")
     print("  pqproxy client --listen 127.0.0.1:9000 --connect 127.0.0.1:8443 --sni localhost --ca pki/ca.pem")
     print("Each connection is logged as one JSON line on stderr (group, cipher, SNI, sizes, result).")
     ok = result["echoed"] and server.get("group") == "X25519MLKEM768" and server.get("result") == "ok"

@@ -12,7 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from peers.node import NodeServer, deterministic_bytes, node_binary, only, run_node_client
+
+from tests.peers.node import NodeServer, deterministic_bytes, node_binary, only, run_node_client
 
 pytestmark = pytest.mark.interop
 

@@ -65,8 +65,10 @@ def test_key_schedule_matches_trace(trace: dict[str, str]) -> None:
     s_hs = schedule.derive_secret(b"s hs traffic", th)
     assert c_hs == v(trace, "client_handshake_traffic_secret")
     assert s_hs == v(trace, "server_handshake_traffic_secret")
-    assert traffic_key_iv(AES128, s_hs) == (v(trace, "server_handshake_write_key"), v(trace, "server_handshake_write_iv"))
-    assert traffic_key_iv(AES128, c_hs) == (v(trace, "client_handshake_write_key"), v(trace, "client_handshake_write_iv"))
+    assert traffic_key_iv(AES128, s_hs) == (v(trace, "server_handshake_write_key"),
+                                            v(trace, "server_handshake_write_iv"))
+    assert traffic_key_iv(AES128, c_hs) == (v(trace, "client_handshake_write_key"),
+                                            v(trace, "client_handshake_write_iv"))
 
     server_flight = [v(trace, "encrypted_extensions")]
     if "certificate" in trace:

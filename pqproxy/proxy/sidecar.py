@@ -76,7 +76,8 @@ class ConnectionRecord:
     def fill_from_handshake(self, stream: TLSStream, started: float) -> None:
         info = stream.info
         assert info is not None
-        self.group, self.cipher, self.sni, self.alpn = info.group, info.cipher_suite, info.server_name, info.alpn_protocol
+        self.group, self.cipher = info.group, info.cipher_suite
+        self.sni, self.alpn = info.server_name, info.alpn_protocol
         self.client_hello_size, self.hello_retry, self.resumed = (
             info.client_hello_size, info.hello_retry, info.resumed)
         self.handshake_ms = round((time.monotonic() - started) * 1000, 3)
@@ -200,7 +201,7 @@ async def serve(
     host, port = settings.listen
     listeners = await trio.open_tcp_listeners(port, host=host)
     task_status.started(listeners)
-    bound = ", ".join(f"{l.socket.getsockname()[0]}:{l.socket.getsockname()[1]}" for l in listeners)
+    bound = ", ".join("{}:{}".format(*x.socket.getsockname()[:2]) for x in listeners)
     log.info(json.dumps({"event": "listening", "address": bound}))
 
     async def run(stream: trio.SocketStream) -> None:

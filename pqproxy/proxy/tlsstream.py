@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import trio
 
-from ..tls.alerts import alert_name
 from ..tls.connection import TLSConnection
 from ..tls.events import AlertReceived, AlertSent, ApplicationData, Event, HandshakeComplete, PeerClosed
 

@@ -7,6 +7,7 @@ Certificate, CertificateVerify, Finished; then the client's own flight.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import ipaddress
 from dataclasses import dataclass
@@ -452,7 +453,7 @@ class ClientHandshake:
             if not self.config.trust_store:
                 raise TLSAlert(AlertDescription.internal_error, "no trust store to verify the server with")
             self.server_certificate = certificates.verify_server_chain(
-                chain, self.config.trust_store, self.config.server_name
+                chain, self.config.trust_store, self.config.server_name, now=_utc(self.config.clock())
             )
         else:
             try:
@@ -578,6 +579,10 @@ def _find_ext(extensions: list[Extension], ext_type: int) -> bytes | None:
         if e.type == ext_type:
             return e.data
     return None
+
+
+def _utc(timestamp: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
 
 
 def _is_ip_literal(name: str) -> bool:

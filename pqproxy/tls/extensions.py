@@ -205,7 +205,7 @@ class PskKeyExchangeModes:
     @classmethod
     def decode(cls, data: bytes) -> PskKeyExchangeModes:
         r = Reader(data)
-        modes = list(r.vector8("ke_modes", min_len=1))
+        modes: list[int] = list(r.vector8("ke_modes", min_len=1))
         r.expect_end("psk_key_exchange_modes")
         return cls(modes)
 

@@ -38,6 +38,7 @@ class _ECDH:
             raise ValueError(name)
 
     def generate(self) -> tuple[Any, bytes]:
+        priv: Any
         if self.name == "x25519":
             priv = x25519.X25519PrivateKey.generate()
             return priv, priv.public_key().public_bytes_raw()

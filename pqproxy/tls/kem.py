@@ -20,9 +20,12 @@ class KEMUnavailable(RuntimeError):
 
 
 class KEM(Protocol):
-    name: str
-    encapsulation_key_len: int
-    ciphertext_len: int
+    @property
+    def name(self) -> str: ...
+    @property
+    def encapsulation_key_len(self) -> int: ...
+    @property
+    def ciphertext_len(self) -> int: ...
 
     def generate(self) -> tuple[Any, bytes]:
         """A fresh (decapsulation key object, encapsulation key bytes)."""

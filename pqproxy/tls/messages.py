@@ -9,6 +9,7 @@ that, and the handshake code decides what is legal (``extensions.py`` holds the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .alerts import decode_error
 from .codepoints import HELLO_RETRY_REQUEST_RANDOM, TLS12, HandshakeType
@@ -79,7 +80,7 @@ class ClientHello:
     def decode(cls, body: bytes | memoryview) -> ClientHello:
         r = Reader(body)
         legacy_version = r.uint16("legacy_version")
-        random = r.bytes(32, "random")
+        random = r.take(32, "random")
         session_id = r.vector8("legacy_session_id")
         if len(session_id) > 32:
             raise decode_error("legacy_session_id longer than 32 bytes")
@@ -125,7 +126,7 @@ class ServerHello:
     def decode(cls, body: bytes | memoryview) -> ServerHello:
         r = Reader(body)
         legacy_version = r.uint16("legacy_version")
-        random = r.bytes(32, "random")
+        random = r.take(32, "random")
         session_id = r.vector8("legacy_session_id_echo")
         if len(session_id) > 32:
             raise decode_error("legacy_session_id_echo longer than 32 bytes")
@@ -314,7 +315,7 @@ HandshakeMessage = (
     | EndOfEarlyData
 )
 
-MESSAGE_CLASSES: dict[int, type] = {
+MESSAGE_CLASSES: dict[int, Any] = {
     HandshakeType.client_hello: ClientHello,
     HandshakeType.server_hello: ServerHello,
     HandshakeType.encrypted_extensions: EncryptedExtensions,

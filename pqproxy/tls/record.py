@@ -138,7 +138,7 @@ class RecordLayer:
         del buf[:end]
         return end
 
-    def encode(self, content_type: int, data: bytes | memoryview) -> bytes:
+    def encode(self, content_type: int, data: bytes | bytearray | memoryview) -> bytes:
         """``data`` as one or more records of ``content_type``, protected if write keys are set."""
         cipher = self.write_cipher
         total = len(data)

@@ -9,6 +9,7 @@ Certificate?, CertificateVerify? and Finished follow; then NewSessionTicket.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import struct
 from dataclasses import dataclass, field
@@ -516,7 +517,8 @@ class ServerHandshake:
                 raise TLSAlert(AlertDescription.unsupported_extension, "CertificateEntry extension not requested")
         assert self.config.trust_store is not None
         self.client_certificate = certificates.verify_client_chain(
-            [e.cert_data for e in certificate.certificate_list], self.config.trust_store
+            [e.cert_data for e in certificate.certificate_list], self.config.trust_store,
+            now=datetime.datetime.fromtimestamp(self.config.clock(), tz=datetime.timezone.utc),
         )
         self.state = "wait_client_certificate_verify"
 
@@ -610,7 +612,7 @@ def _certificate_for(table: Any, name: str | None) -> Any:
         return None
     if name in table:
         return table[name]
-    head, _, rest = name.partition(".")
+    _, _, rest = name.partition(".")
     return table.get("*." + rest) if rest else None
 
 

@@ -87,7 +87,8 @@ class TicketSealer:
             if kid != key_id:
                 continue
             try:
-                plain = aead.decrypt(ticket[_KEY_ID_LEN : _KEY_ID_LEN + _NONCE_LEN], ticket[_KEY_ID_LEN + _NONCE_LEN :], kid)
+                nonce = ticket[_KEY_ID_LEN : _KEY_ID_LEN + _NONCE_LEN]
+                plain = aead.decrypt(nonce, ticket[_KEY_ID_LEN + _NONCE_LEN :], kid)
             except InvalidTag:
                 return None
             try:

@@ -12,7 +12,7 @@ from .alerts import decode_error
 
 
 class Reader:
-    __slots__ = ("_view", "_pos", "_end")
+    __slots__ = ("_end", "_pos", "_view")
 
     def __init__(self, data: bytes | bytearray | memoryview) -> None:
         self._view = memoryview(data) if not isinstance(data, memoryview) else data
@@ -30,7 +30,7 @@ class Reader:
         if self._pos != self._end:
             raise decode_error(f"{self._end - self._pos} trailing bytes after {what}")
 
-    def bytes(self, n: int, what: str = "field") -> bytes:
+    def take(self, n: int, what: str = "field") -> bytes:
         pos = self._pos
         if n > self._end - pos:
             raise decode_error(f"truncated {what}: need {n} bytes, have {self._end - pos}")
@@ -78,19 +78,19 @@ class Reader:
         n = self.uint8(what)
         if n < min_len:
             raise decode_error(f"{what} shorter than {min_len}")
-        return self.bytes(n, what)
+        return self.take(n, what)
 
     def vector16(self, what: str = "vector", min_len: int = 0) -> bytes:
         n = self.uint16(what)
         if n < min_len:
             raise decode_error(f"{what} shorter than {min_len}")
-        return self.bytes(n, what)
+        return self.take(n, what)
 
     def vector24(self, what: str = "vector", min_len: int = 0) -> bytes:
         n = self.uint24(what)
         if n < min_len:
             raise decode_error(f"{what} shorter than {min_len}")
-        return self.bytes(n, what)
+        return self.take(n, what)
 
     def sub16(self, what: str = "vector", min_len: int = 0) -> Reader:
         n = self.uint16(what)
