@@ -582,7 +582,7 @@ def _find_ext(extensions: list[Extension], ext_type: int) -> bytes | None:
 
 
 def _utc(timestamp: float) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
+    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
 
 
 def _is_ip_literal(name: str) -> bool:

@@ -518,7 +518,7 @@ class ServerHandshake:
         assert self.config.trust_store is not None
         self.client_certificate = certificates.verify_client_chain(
             [e.cert_data for e in certificate.certificate_list], self.config.trust_store,
-            now=datetime.datetime.fromtimestamp(self.config.clock(), tz=datetime.timezone.utc),
+            now=datetime.datetime.fromtimestamp(self.config.clock(), tz=datetime.UTC),
         )
         self.state = "wait_client_certificate_verify"
 

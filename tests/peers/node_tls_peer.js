@@ -30,6 +30,10 @@
 //   sendThenHash    client: send N bytes, end (half-close), read to EOF and report what came back
 //   halfClose       client: with send/sendFile, end right after sending and read to EOF
 //   expect          client: bytes to wait for before ending (default: the number sent)
+//   chunk           client: with send/sendFile against an echo server, write the payload `chunk` bytes at a time,
+//                   each piece only once everything written before it has come back (ping-pong). Later pieces
+//                   then go out after whatever the server sent in between (e.g. a KeyUpdate), not all at once
+//                   right after the handshake.
 //   seed            deterministic data seed (default "pqproxy"): block i = sha256(seed || uint64be(i))
 //   timeout         client: overall limit in ms (default 30000); reported as code ETIMEDOUT
 //   maxSendFragment setMaxSendFragment(n) on every socket
@@ -882,19 +886,32 @@ function clientOnce(cfg, attempt, session, payload) {
           sock.end();
         }
       };
+      let written = 0;
+      const writeChunk = () => {
+        if (written < payload.data.length) {
+          const end = Math.min(written + payload.chunk, payload.data.length);
+          sock.write(payload.data.subarray(written, end));
+          written = end;
+        }
+        if (written >= payload.data.length && (payload.halfClose || payload.expect === 0)) endOnce();
+      };
       sock.on('secureConnect', () => {
         handshaken = true;
         tap.established = true;
         tap.pump();
         if (cfg.maxSendFragment) sock.setMaxSendFragment(cfg.maxSendFragment);
         emit(handshakeEvent(sock, 'client', attempt, tap, { servername: servername || null }));
-        if (payload.data.length > 0) sock.write(payload.data);
-        if (payload.halfClose || payload.expect === 0) endOnce();
+        if (payload.chunk > 0) writeChunk();
+        else {
+          if (payload.data.length > 0) sock.write(payload.data);
+          if (payload.halfClose || payload.expect === 0) endOnce();
+        }
       });
       sock.on('data', (d) => {
         hash.update(d);
         length += d.length;
         if (length <= 65536) textParts.push(Buffer.from(d));
+        if (payload.chunk > 0 && written < payload.data.length && length >= written) writeChunk();
         if (!payload.halfClose && length >= payload.expect) endOnce();
       });
       sock.on('end', () => {
@@ -926,6 +943,7 @@ async function runClient(cfg) {
     data,
     halfClose,
     expect: cfg.expect !== undefined ? Number(cfg.expect) : data.length,
+    chunk: cfg.chunk !== undefined ? Number(cfg.chunk) : 0,
     sha256: crypto.createHash('sha256').update(data).digest('hex'),
   };
   const timeout = cfg.timeout !== undefined ? Number(cfg.timeout) : 30000;
@@ -953,7 +971,7 @@ async function runClient(cfg) {
 const KNOWN = new Set([
   'mode', 'host', 'port', 'groups', 'ciphers', 'sigalgs', 'cert', 'key', 'ca', 'servername', 'alpn',
   'requestCert', 'rejectUnauthorized', 'minVersion', 'maxVersion', 'sessionTickets', 'sessionTimeout',
-  'reconnect', 'echo', 'hashOnly', 'behaviour', 'send', 'sendFile', 'sendThenHash', 'halfClose', 'expect',
+  'reconnect', 'echo', 'hashOnly', 'behaviour', 'send', 'sendFile', 'sendThenHash', 'halfClose', 'expect', 'chunk',
   'seed', 'timeout', 'maxSendFragment', 'keylogFile', 'trace', 'tap',
 ]);
 
