@@ -63,6 +63,7 @@ class TLSConnection:
         self.local_closed = False
         self.failed = False
         self.ccs_seen = 0
+        self._hello_received = False  # server: the first ClientHello has arrived (RFC 8446 §5 for CCS)
         self._empty_records = 0
         self._key_updates_in_a_row = 0
         self._key_update_owed = False
@@ -192,6 +193,8 @@ class TLSConnection:
     def _process_records(self) -> None:
         records = self._records
         while not self.failed:
+            cipher = records.read_cipher
+            seq = cipher.seq if cipher is not None else 0
             try:
                 record = records.next_record()
             except TLSAlert as alert:
@@ -201,6 +204,10 @@ class TLSConnection:
                 raise
             if record is None:
                 return
+            if self.early_data_skip and cipher is not None and cipher.seq != seq:
+                # RFC 8446 §4.2.10: the first record that deprotects starts the client's second flight;
+                # from there on a record that fails is bad_record_mac, not more refused 0-RTT data.
+                self.early_data_skip = 0
             content_type, payload = record
             if content_type == ContentType.application_data:
                 if records.read_cipher is None and self.early_data_skip:
@@ -230,6 +237,9 @@ class TLSConnection:
         # RFC 8446 §5: one byte 0x01, only during the handshake, never protected.
         if payload != b"\x01" or self.handshake_complete or self._handshake is None:
             raise unexpected_message("ChangeCipherSpec outside the handshake or malformed")
+        if not self.is_client and not self._hello_received:
+            # Dropped only "after the first ClientHello message has been sent or received" (RFC 8446 §5).
+            raise unexpected_message("ChangeCipherSpec before the ClientHello")
         self.ccs_seen += 1
         if self.ccs_seen > MAX_CHANGE_CIPHER_SPEC:
             raise unexpected_message("too many ChangeCipherSpec records")
@@ -300,6 +310,8 @@ class TLSConnection:
             return
         if self._handshake is None:
             raise unexpected_message("handshake message before the handshake started")
+        if msg_type == HandshakeType.client_hello:
+            self._hello_received = True
         self._handshake.handle(msg_type, body, raw)
 
     def _on_post_handshake(self, msg_type: int, body: bytes, raw: bytes) -> None:

@@ -113,8 +113,10 @@ class RecordLayer:
             del buf[:end]
             return content_type, payload
         header = bytes(buf[:HEADER])
-        with memoryview(buf) as view:
-            inner = cipher.open(view[HEADER:end], header)
+        # Both views are released even when authentication fails: a live export would make the
+        # ``del buf[...]`` of a skipped (refused 0-RTT) record raise BufferError.
+        with memoryview(buf) as view, view[HEADER:end] as ciphertext:
+            inner = cipher.open(ciphertext, header)
         del buf[:end]
         # Strip the zero padding; the last non-zero byte is the real content type (RFC 8446 §5.4).
         stripped = inner.rstrip(b"\x00")
