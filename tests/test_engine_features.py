@@ -1,0 +1,205 @@
+"""Engine features in memory: external and imported PSKs (RFC 8773, RFC 9258), resumption after a
+HelloRetryRequest, record padding and record_size_limit, half-close, every alert, the KEM backends."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from pqproxy.tls import kem
+from pqproxy.tls.alerts import AlertDescription
+from pqproxy.tls.codepoints import ContentType, NamedGroup
+from pqproxy.tls.config import ExternalPSK
+from pqproxy.tls.events import (
+    AlertReceived,
+    AlertSent,
+    ApplicationData,
+    HandshakeComplete,
+    PeerClosed,
+    SessionTicketReceived,
+)
+from pqproxy.tls.groups import group_by_name, parse_group_list
+from tests.tls_helpers import DevPKI, client_config, handshake, of_type, parse_records, pump, server_config
+
+QKD_KEY = bytes(range(32))
+IDENTITY = b"sae:alice/key:5f0b8b5e-2f8e-4d3b-9a51-0c1d2e3f4a5b"
+
+
+def complete(events: list[object]) -> HandshakeComplete:
+    (done,) = of_type(events, HandshakeComplete)  # type: ignore[arg-type]
+    return done  # type: ignore[no-any-return]
+
+
+# --- external PSKs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("share_groups", [None, (NamedGroup.x25519,)], ids=["first-flight", "after-hrr"])
+def test_imported_psk_with_certificate(pki: DevPKI, share_groups: tuple[int, ...] | None) -> None:
+    """The QKD binding's shape: imported identity, psk_dhe_ke with the hybrid, and the server's certificate."""
+    hs = handshake(
+        client_config(pki, external_psk=ExternalPSK(IDENTITY, QKD_KEY), key_share_groups=share_groups),
+        server_config(pki, external_psks={IDENTITY: QKD_KEY}),
+    )
+    for events in (hs.client_events, hs.server_events):
+        done = complete(events)
+        assert done.psk == "external"
+        assert done.psk_identity == IDENTITY
+        assert done.group == "X25519MLKEM768"
+        assert done.resumed is False
+        assert done.signature_scheme == "ecdsa_secp256r1_sha256"  # RFC 8773: the certificate was still proven
+        assert done.hello_retry is (share_groups is not None)
+    assert complete(hs.client_events).peer_certificate is not None
+
+
+def test_imported_psk_sha384_selects_a_sha384_suite(pki: DevPKI) -> None:
+    hs = handshake(
+        client_config(pki, external_psk=ExternalPSK(IDENTITY, QKD_KEY, hash_name="sha384")),
+        server_config(pki, external_psks={IDENTITY: QKD_KEY}, cipher_suites=(0x1302, 0x1301)),
+    )
+    assert complete(hs.server_events).cipher_suite == "TLS_AES_256_GCM_SHA384"
+    assert complete(hs.server_events).psk == "external"
+
+
+def test_plain_external_psk_without_certificate(pki: DevPKI) -> None:
+    psk = ExternalPSK(b"static-id", QKD_KEY, imported=False, with_certificate=False)
+    hs = handshake(client_config(pki, external_psk=psk), server_config(pki, external_psks={b"static-id": QKD_KEY}))
+    done = complete(hs.client_events)
+    assert done.psk == "external" and done.peer_certificate is None and done.signature_scheme is None
+
+
+def test_external_psk_with_the_wrong_key_fails_the_binder(pki: DevPKI) -> None:
+    client, server = _pair(pki, client_kw={"external_psk": ExternalPSK(IDENTITY, bytes(32))},
+                           server_kw={"external_psks": {IDENTITY: QKD_KEY}})
+    _, server_events = pump(client, server)
+    assert [(e.description, e.reason) for e in of_type(server_events, AlertSent)] == [
+        (AlertDescription.decrypt_error, "PSK binder does not verify")
+    ]
+
+
+def test_required_external_psk_refuses_unknown_identity(pki: DevPKI) -> None:
+    client, server = _pair(pki, client_kw={"external_psk": ExternalPSK(b"someone-else", QKD_KEY)},
+                           server_kw={"external_psks": {IDENTITY: QKD_KEY}, "require_external_psk": True})
+    client_events, server_events = pump(client, server)
+    assert of_type(server_events, AlertSent)[0].description == AlertDescription.unknown_psk_identity
+    assert of_type(client_events, AlertReceived)[0].name == "unknown_psk_identity"
+
+
+def test_unknown_external_identity_falls_back_to_certificate(pki: DevPKI) -> None:
+    hs = handshake(client_config(pki, external_psk=ExternalPSK(b"unknown", QKD_KEY)),
+                   server_config(pki, external_psks={IDENTITY: QKD_KEY}))
+    assert complete(hs.server_events).psk is None
+    assert complete(hs.client_events).peer_certificate is not None
+
+
+def _pair(pki: DevPKI, client_kw: dict[str, object], server_kw: dict[str, object]):  # type: ignore[no-untyped-def]
+    from pqproxy.tls.client import TLSClient
+    from pqproxy.tls.server import TLSServer
+
+    return TLSClient(client_config(pki, **client_kw)), TLSServer(server_config(pki, **server_kw))
+
+
+# --- resumption --------------------------------------------------------------------------------
+
+
+def test_resumption_after_hello_retry_keeps_the_hybrid(pki: DevPKI) -> None:
+    server_cfg = server_config(pki)
+    first = handshake(client_config(pki), server_cfg)
+    (ticket_event,) = of_type(first.client_events, SessionTicketReceived)
+    again = handshake(client_config(pki, resume_session=ticket_event.ticket, key_share_groups=(NamedGroup.x25519,)),
+                      server_cfg)
+    done = complete(again.client_events)
+    assert done.resumed and done.hello_retry and done.group == "X25519MLKEM768" and done.peer_certificate is None
+
+
+def test_ticket_from_another_server_is_not_resumed(pki: DevPKI) -> None:
+    first = handshake(client_config(pki), server_config(pki))
+    (ticket_event,) = of_type(first.client_events, SessionTicketReceived)
+    other = handshake(client_config(pki, resume_session=ticket_event.ticket), server_config(pki))
+    assert complete(other.server_events).resumed is False
+
+
+# --- record layer: padding, record_size_limit ----------------------------------------------------
+
+
+def test_record_padding_hides_lengths(pki: DevPKI) -> None:
+    hs = handshake(client_config(pki, record_padding_block=256), server_config(pki))
+    hs.client.send_data(b"x" * 10)
+    hs.client.send_data(b"y" * 300)
+    wire = hs.client.data_to_send()
+    lengths = [len(payload) for t, payload in parse_records(wire)]
+    assert lengths == [256 + 16, 512 + 16]  # inner plaintext padded to the block, plus the AEAD tag
+    assert [e.data for e in of_type(hs.server.receive_data(wire), ApplicationData)] == [b"x" * 10, b"y" * 300]
+
+
+def test_record_size_limit_is_honoured(pki: DevPKI) -> None:
+    hs = handshake(client_config(pki, record_size_limit=512), server_config(pki))
+    payload = bytes(range(256)) * 40
+    hs.server.send_data(payload)
+    wire = hs.server.data_to_send()
+    records = parse_records(wire)
+    assert all(len(p) <= 512 + 16 for _, p in records) and len(records) == 21
+    assert b"".join(e.data for e in of_type(hs.client.receive_data(wire), ApplicationData)) == payload
+
+
+# --- closure -------------------------------------------------------------------------------------
+
+
+def test_half_close_both_ways(pki: DevPKI) -> None:
+    hs = handshake(client_config(pki), server_config(pki))
+    hs.client.send_data(b"request")
+    hs.client.close()
+    events = hs.server.receive_data(hs.client.data_to_send())
+    assert [type(e) for e in events] == [ApplicationData, PeerClosed]
+    with pytest.raises(RuntimeError):
+        hs.client.send_data(b"after close_notify")
+    hs.server.send_data(b"response after the client's close_notify")  # the other direction stays open
+    hs.server.close()
+    events = hs.client.receive_data(hs.server.data_to_send())
+    assert [type(e) for e in events] == [ApplicationData, PeerClosed]
+    assert events[0].data == b"response after the client's close_notify"  # type: ignore[attr-defined]
+
+
+def test_user_canceled_is_a_warning_then_close_notify(pki: DevPKI) -> None:
+    hs = handshake(client_config(pki), server_config(pki))
+    wire = hs.server._records.encode(ContentType.alert, bytes((1, AlertDescription.user_canceled)))
+    assert hs.client.receive_data(wire) == []
+    hs.server.close()
+    assert [type(e) for e in hs.client.receive_data(hs.server.data_to_send())] == [PeerClosed]
+
+
+_FATAL = [a for a in AlertDescription if a not in (AlertDescription.close_notify, AlertDescription.user_canceled)]
+
+
+@pytest.mark.parametrize("alert", _FATAL, ids=[a.name for a in _FATAL])
+def test_every_alert_is_received_and_named(pki: DevPKI, alert: AlertDescription) -> None:
+    hs = handshake(client_config(pki), server_config(pki))
+    # TLS 1.3 treats every alert but close_notify and user_canceled as fatal whatever its level.
+    wire = hs.server._records.encode(ContentType.alert, bytes((1, alert)))
+    assert hs.client.receive_data(wire) == [AlertReceived(int(alert), alert.name)]
+    assert hs.client.failed
+    assert hs.client.receive_data(b"\x17\x03\x03\x00\x10" + bytes(16)) == []
+
+
+# --- KEM backends ----------------------------------------------------------------------------------
+
+
+def test_liboqs_backend_is_never_imported_or_fetched_when_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OQS_INSTALL_PATH", raising=False)
+    monkeypatch.setattr(kem.ctypes.util, "find_library", lambda name: None)
+    sys.modules.pop("oqs", None)
+    with pytest.raises(kem.KEMUnavailable, match="does not download or build it"):
+        kem.get_backend("oqs")
+    assert "oqs" not in sys.modules  # liboqs-python's import would try to download and build liboqs
+
+
+def test_mlkem512_needs_the_optional_backend() -> None:
+    assert group_by_name("MLKEM512").available() is False
+    with pytest.raises(ValueError, match="MLKEM512 needs a KEM backend"):
+        parse_group_list("X25519MLKEM768,MLKEM512")
+    assert parse_group_list("x25519mlkem768, X25519") == (NamedGroup.X25519MLKEM768, NamedGroup.x25519)
+
+
+def test_unknown_group_name_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="known groups: X25519MLKEM768"):
+        parse_group_list("Kyber768")
