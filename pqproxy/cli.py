@@ -1,59 +1,36 @@
-"""One entry point: ``pqproxy server|client|certs`` (more subcommands come with later layers)."""
+"""One entry point: ``pqproxy server|client|certs``; ``kme``, ``probe``, ``lab`` and ``bench`` come later."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
-from functools import partial
-
-import trio
 
 from . import __version__
 
 
-def host_port(text: str) -> tuple[str, int]:
-    """'H:P', '[v6]:P' or ':P' (all interfaces) -> (host, port)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port)
-
-
-def _groups(text: str) -> tuple[int, ...]:
-    from .tls.groups import parse_group_list
-
-    try:
-        return parse_group_list(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _suites(text: str) -> tuple[int, ...]:
-    from .tls.key_schedule import cipher_suite_by_name
-
-    try:
-        return tuple(cipher_suite_by_name(n).code for n in text.replace(":", ",").split(",") if n.strip())
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _alpn(text: str) -> tuple[bytes, ...]:
-    return tuple(p.strip().encode() for p in text.split(",") if p.strip())
-
-
-def _add_tls_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--groups", type=_groups, metavar="LIST",
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE.toml", help="TOML configuration; flags override its keys")
+    p.add_argument("--groups", metavar="LIST",
                    help="key exchange groups in preference order, IANA names, comma-separated "
                         "(default: X25519MLKEM768,SecP256r1MLKEM768,SecP384r1MLKEM1024,MLKEM768,MLKEM1024,"
                         "X25519,secp256r1,secp384r1)")
-    p.add_argument("--ciphers", type=_suites, metavar="LIST", help="TLS 1.3 cipher suites in preference order")
-    p.add_argument("--alpn", type=_alpn, metavar="LIST", help="ALPN protocols, comma-separated")
-    p.add_argument("--handshake-timeout", type=float, default=10.0, metavar="S", help="seconds (default 10)")
-    p.add_argument("--connect-timeout", type=float, default=5.0, metavar="S", help="seconds (default 5)")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--ciphers", metavar="LIST", help="TLS 1.3 cipher suites in preference order")
+    p.add_argument("--alpn", type=_csv, metavar="LIST", help="ALPN protocols, comma-separated")
+    p.add_argument("--admin", metavar="H:P", help="serve /metrics, /healthz and /readyz here")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes sharing the port (SO_REUSEPORT); 0 = one per CPU")
+    p.add_argument("--handshake-timeout", type=float, metavar="S", help="seconds (default 10)")
+    p.add_argument("--idle-timeout", type=float, metavar="S", help="close after S seconds with no bytes (default 300)")
+    p.add_argument("--connect-timeout", type=float, metavar="S", help="seconds (default 5)")
+    p.add_argument("--max-connections", type=int, metavar="N", help="per worker (default 10000)")
+    p.add_argument("--drain-timeout", type=float, metavar="S",
+                   help="on SIGTERM, seconds open connections get to finish (default 30)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,29 +41,43 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pqproxy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    server = sub.add_parser("server", help="terminate TLS 1.3 and forward plain TCP to an upstream")
-    server.add_argument("--listen", type=host_port, required=True, metavar="H:P")
-    server.add_argument("--upstream", type=host_port, required=True, metavar="H:P")
-    server.add_argument("--cert", required=True, metavar="FILE", help="certificate chain (PEM, leaf first)")
-    server.add_argument("--key", required=True, metavar="FILE", help="private key (PEM)")
-    server.add_argument("--require-hybrid", action="store_true",
+    server = sub.add_parser(
+        "server", help="terminate TLS 1.3 and forward plain TCP to an upstream",
+        description="Terminate TLS 1.3 (hybrid post-quantum key exchange) in front of a plain TCP upstream. "
+                    "SIGHUP reloads certificates and configuration; SIGTERM drains.")
+    server.add_argument("--listen", metavar="H:P")
+    server.add_argument("--upstream", metavar="H:P")
+    server.add_argument("--cert", metavar="FILE", help="certificate chain (PEM, leaf first)")
+    server.add_argument("--key", metavar="FILE", help="private key (PEM)")
+    server.add_argument("--require-hybrid", action="store_true", default=None,
                         help="refuse clients that offer no hybrid or ML-KEM group (alert insufficient_security)")
     server.add_argument("--client-ca", metavar="FILE", help="require client certificates issued by this CA (mTLS)")
-    server.add_argument("--max-client-hello", type=int, default=64 * 1024, metavar="BYTES",
+    server.add_argument("--allowed-name", dest="allowed_names", action="append", metavar="NAME",
+                        help="with --client-ca: accept only client certificates with this CN or DNS name "
+                             "(repeat; *.example.com allowed)")
+    server.add_argument("--proxy-protocol", action="store_true", default=None,
+                        help="send a PROXY protocol v2 header (client address, TLS facts) to the upstream")
+    server.add_argument("--legacy-tls12", action="store_true", default=None,
+                        help="serve TLS 1.2-only clients through OpenSSL (classical, logged as not quantum-safe) "
+                             "instead of refusing them with protocol_version")
+    server.add_argument("--max-client-hello", type=int, metavar="BYTES",
                         help="largest ClientHello accepted (default 65536)")
-    _add_tls_options(server)
+    _add_common(server)
     server.set_defaults(func=run_server)
 
-    client = sub.add_parser("client", help="accept plain TCP and originate TLS 1.3 to a remote server")
-    client.add_argument("--listen", type=host_port, required=True, metavar="H:P")
-    client.add_argument("--connect", type=host_port, required=True, metavar="H:P")
+    client = sub.add_parser(
+        "client", help="accept plain TCP and originate TLS 1.3 to a remote server",
+        description="Accept plain TCP beside an application and originate TLS 1.3 (hybrid post-quantum key "
+                    "exchange) to a remote pqproxy server or any TLS 1.3 server.")
+    client.add_argument("--listen", metavar="H:P")
+    client.add_argument("--connect", metavar="H:P")
     client.add_argument("--sni", metavar="NAME", help="server name to send and verify (default: the --connect host)")
-    trust = client.add_mutually_exclusive_group(required=True)
-    trust.add_argument("--ca", metavar="FILE", help="CA bundle to verify the server with")
-    trust.add_argument("--insecure", action="store_true", help="do not verify the server (testing only)")
+    client.add_argument("--ca", metavar="FILE", help="CA bundle to verify the server with")
+    client.add_argument("--insecure", action="store_true", default=None,
+                        help="do not verify the server (testing only)")
     client.add_argument("--cert", metavar="FILE", help="client certificate for mutual TLS")
     client.add_argument("--key", metavar="FILE", help="client private key for mutual TLS")
-    _add_tls_options(client)
+    _add_common(client)
     client.set_defaults(func=run_client)
 
     try:
@@ -98,74 +89,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper()), format="%(message)s")
+_NOT_SETTINGS = {"command", "func", "config"}
 
 
-def _fail(message: str) -> int:
-    print(f"pqproxy: {message}", file=sys.stderr)
-    return 2
+def _flags(args: argparse.Namespace) -> dict[str, object]:
+    flags = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS and v is not None}
+    if "allowed_names" in flags:
+        flags["allowed_names"] = tuple(flags["allowed_names"])  # type: ignore[arg-type]
+    if "max_client_hello" in flags:
+        flags["max_client_hello"] = flags.pop("max_client_hello")
+    return flags
 
 
 def run_server(args: argparse.Namespace) -> int:
-    from .proxy.sidecar import SidecarSettings, handle_server_connection, serve
-    from .tls.certificates import CertificateChain, load_trust_store
-    from .tls.config import TLSConfig
+    from .proxy.supervisor import run
 
-    _setup_logging(args.log_level)
-    try:
-        chain = CertificateChain.load(args.cert, args.key)
-        trust = load_trust_store(args.client_ca) if args.client_ca else None
-    except (OSError, ValueError) as exc:
-        return _fail(str(exc))
-    kwargs: dict[str, object] = {}
-    if args.groups:
-        kwargs["groups"] = args.groups
-    if args.ciphers:
-        kwargs["cipher_suites"] = args.ciphers
-    config = TLSConfig(
-        certificate_chain=chain, trust_store=trust, require_client_certificate=trust is not None,
-        require_post_quantum=args.require_hybrid, alpn_protocols=args.alpn or (),
-        max_client_hello_size=args.max_client_hello, **kwargs,  # type: ignore[arg-type]
-    )
-    settings = SidecarSettings(args.listen, args.upstream, config, args.handshake_timeout, args.connect_timeout)
-    return _run(partial(serve, settings, handle_server_connection))
+    return run("server", args.config, _flags(args))
 
 
 def run_client(args: argparse.Namespace) -> int:
-    from .proxy.sidecar import SidecarSettings, handle_client_connection, serve
-    from .tls.certificates import CertificateChain, load_trust_store
-    from .tls.config import TLSConfig
+    from .proxy.supervisor import run
 
-    _setup_logging(args.log_level)
-    if bool(args.cert) != bool(args.key):
-        return _fail("--cert and --key go together")
-    try:
-        trust = load_trust_store(args.ca) if args.ca else None
-        chain = CertificateChain.load(args.cert, args.key) if args.cert else None
-    except (OSError, ValueError) as exc:
-        return _fail(str(exc))
-    kwargs: dict[str, object] = {}
-    if args.groups:
-        kwargs["groups"] = args.groups
-    if args.ciphers:
-        kwargs["cipher_suites"] = args.ciphers
-    config = TLSConfig(
-        server_name=args.sni or args.connect[0], trust_store=trust, verify_peer=not args.insecure,
-        certificate_chain=chain, alpn_protocols=args.alpn or (), **kwargs,  # type: ignore[arg-type]
-    )
-    settings = SidecarSettings(args.listen, args.connect, config, args.handshake_timeout, args.connect_timeout)
-    return _run(partial(serve, settings, handle_client_connection))
-
-
-def _run(main: partial[object]) -> int:
-    try:
-        trio.run(main)
-    except KeyboardInterrupt:
-        return 130
-    except OSError as exc:
-        return _fail(str(exc))
-    return 0
+    return run("client", args.config, _flags(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

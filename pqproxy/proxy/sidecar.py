@@ -1,33 +1,55 @@
-"""The sidecar: terminate TLS in front of a plain upstream (server mode), or originate it beside a
-plain client (client mode), moving bytes both ways with half-close carried through.
+"""The sidecar of one worker process: listeners, one task per connection, reload and drain.
 
-Each connection is one nursery with two pumps; every wait has a deadline (handshake, connect).
+Server mode terminates TLS 1.3 in front of a plain upstream (routed by SNI); client mode accepts plain
+TCP beside an application and originates TLS 1.3. Each connection is one nursery with two pumps and
+half-close carried through; every wait has a deadline (handshake, connect, idle). A new runtime
+(SIGHUP) is seen by the next connection, while open ones keep the one they started with. Draining
+stops accepting, lets connections finish for ``drain_timeout`` seconds, then cancels the rest.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import socket
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import trio
 
 from ..tls.client import TLSClient
-from ..tls.config import TLSConfig
 from ..tls.server import TLSServer
+from .config import ClientRuntime, ListenerRuntime, ServerRuntime
 from .tlsstream import TLSError, TLSStream
 
 log = logging.getLogger("pqproxy")
 PUMP_CHUNK = 64 * 1024
+LISTEN_BACKLOG = 4096
+# Bytes we read to classify a TLS 1.2-only ClientHello before the engine sees it (legacy mode only).
+PEEK_LIMIT = 64 * 1024 + 5 * 16
 
 
 class ByteStream(Protocol):
     async def receive_some(self) -> bytes: ...
     async def send_all(self, data: bytes) -> None: ...
     async def send_eof(self) -> None: ...
+
+
+class MetricsSink(Protocol):
+    def connection_opened(self, listener: str) -> None: ...
+    def connection_closed(self, listener: str) -> None: ...
+    def handshake(self, result: str, group: str | None, seconds: float | None, client_hello_size: int | None,
+                  quantum_safe: bool) -> None: ...
+    def refusal(self, reason: str) -> None: ...
+    def bytes_proxied(self, direction: str, n: int) -> None: ...
+    def upstream_error(self, kind: str) -> None: ...
+
+
+class NullMetrics:
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
 
 
 class PlainStream:
@@ -54,12 +76,14 @@ class PlainStream:
 
 @dataclass
 class ConnectionRecord:
-    """The facts of one proxied connection; logged as one JSON line at its end."""
+    """The facts of one proxied connection; logged as one JSON line at its end. Never key material."""
 
     mode: str
+    listener: str
     peer: str
     started: float = field(default_factory=time.monotonic)
     result: str = "ok"
+    version: str | None = None
     group: str | None = None
     cipher: str | None = None
     sni: str | None = None
@@ -67,19 +91,25 @@ class ConnectionRecord:
     client_hello_size: int | None = None
     hello_retry: bool | None = None
     resumed: bool | None = None
+    quantum_safe: bool | None = None
+    client_certificate: str | None = None
     handshake_ms: float | None = None
+    upstream: str | None = None
     alert: str | None = None
+    refusal: str | None = None
     error: str | None = None
     bytes_up: int = 0
     bytes_down: int = 0
 
-    def fill_from_handshake(self, stream: TLSStream, started: float) -> None:
+    def fill_from_handshake(self, stream: Any, started: float) -> None:
         info = stream.info
-        assert info is not None
+        self.version = "TLSv1.3"
         self.group, self.cipher = info.group, info.cipher_suite
         self.sni, self.alpn = info.server_name, info.alpn_protocol
-        self.client_hello_size, self.hello_retry, self.resumed = (
-            info.client_hello_size, info.hello_retry, info.resumed)
+        self.client_hello_size, self.hello_retry, self.resumed = info.client_hello_size, info.hello_retry, info.resumed
+        self.quantum_safe = info.group in _QUANTUM_SAFE
+        if info.peer_certificate is not None and self.mode == "server":
+            self.client_certificate = info.peer_certificate.subject.rfc4514_string()
         self.handshake_ms = round((time.monotonic() - started) * 1000, 3)
 
     def emit(self) -> None:
@@ -88,38 +118,7 @@ class ConnectionRecord:
         log.info(json.dumps(record, sort_keys=True))
 
 
-async def pump(source: ByteStream, sink: ByteStream, count: Callable[[int], None]) -> None:
-    """Copy until EOF, then pass the EOF on (half-close). trio's send_all gives backpressure."""
-    while True:
-        data = await source.receive_some()
-        if not data:
-            await sink.send_eof()
-            return
-        count(len(data))
-        await sink.send_all(data)
-
-
-async def splice(a: ByteStream, b: ByteStream, record: ConnectionRecord) -> None:
-    """Both directions at once; the connection ends when both have seen EOF."""
-
-    def up(n: int) -> None:
-        record.bytes_up += n
-
-    def down(n: int) -> None:
-        record.bytes_down += n
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(pump, a, b, up)
-        nursery.start_soon(pump, b, a, down)
-
-
-@dataclass
-class SidecarSettings:
-    listen: tuple[str, int]
-    target: tuple[str, int]  # upstream (server mode) or remote TLS server (client mode)
-    tls: TLSConfig
-    handshake_timeout: float = 10.0
-    connect_timeout: float = 5.0
+_QUANTUM_SAFE = {"X25519MLKEM768", "SecP256r1MLKEM768", "SecP384r1MLKEM1024", "MLKEM512", "MLKEM768", "MLKEM1024"}
 
 
 def _peer(stream: trio.SocketStream) -> str:
@@ -130,7 +129,7 @@ def _peer(stream: trio.SocketStream) -> str:
         return "?"
 
 
-async def _close_all(*streams: Any) -> None:
+async def _close_quietly(*streams: Any) -> None:
     for s in streams:
         if s is not None:
             with trio.CancelScope(shield=True):
@@ -140,71 +139,327 @@ async def _close_all(*streams: Any) -> None:
                     pass
 
 
-async def handle_server_connection(client: trio.SocketStream, settings: SidecarSettings) -> None:
-    """Server mode: TLS from the client, plain TCP to the upstream."""
-    record = ConnectionRecord("server", _peer(client))
-    tls = TLSStream(client, TLSServer(settings.tls))
-    upstream: trio.SocketStream | None = None
+async def pump(source: ByteStream, sink: ByteStream, count: Any, touch: Any) -> None:
+    """Copy until EOF, then pass the EOF on (half-close). trio's send_all gives backpressure."""
+    while True:
+        data = await source.receive_some()
+        if not data:
+            await sink.send_eof()
+            return
+        touch()
+        count(len(data))
+        await sink.send_all(data)
+
+
+async def splice(client_side: ByteStream, upstream_side: ByteStream, record: ConnectionRecord,
+                 metrics: MetricsSink, idle_timeout: float) -> None:
+    """Both directions at once until both have seen EOF, or nothing moved for ``idle_timeout``."""
+    scope = trio.CancelScope(deadline=trio.current_time() + idle_timeout)
+
+    def touch() -> None:
+        scope.deadline = trio.current_time() + idle_timeout
+
+    def up(n: int) -> None:
+        record.bytes_up += n
+        metrics.bytes_proxied("upstream", n)
+
+    def down(n: int) -> None:
+        record.bytes_down += n
+        metrics.bytes_proxied("downstream", n)
+
+    with scope:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump, client_side, upstream_side, up, touch)
+            nursery.start_soon(pump, upstream_side, client_side, down, touch)
+    if scope.cancelled_caught:
+        record.result = "idle_timeout"
+
+
+def _upstream_error_kind(exc: BaseException) -> str:
+    if isinstance(exc, trio.TooSlowError):
+        return "connect_timeout"
+    if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
+        return "connect_refused"
+    if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "unreachable"
+    return "connect_error"
+
+
+async def open_reuseport_listener(host: str, port: int) -> trio.SocketListener:
+    """A listening socket that several worker processes can share (SO_REUSEPORT): the kernel spreads
+    new connections across them."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
     try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        await sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
+
+
+class Proxy:
+    """One worker's proxy. ``runtime`` may be replaced at any time (reload)."""
+
+    def __init__(self, runtime: ServerRuntime | ClientRuntime, metrics: MetricsSink | None = None) -> None:
+        self.runtime = runtime
+        self.metrics: MetricsSink = metrics or NullMetrics()  # type: ignore[assignment]
+        self.active = 0
+        self.draining = False
+        self.bound: list[tuple[str, int]] = []
+        self._accepting: trio.CancelScope | None = None
+        self._connections: trio.Nursery | None = None
+        self._idle = trio.Event()
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED) -> None:
+        runtime = self.runtime
+        if isinstance(runtime, ServerRuntime):
+            addresses = [(i, listener.address) for i, listener in enumerate(runtime.listeners)]
+        else:
+            addresses = [(0, runtime.address)]
+        listeners = []
+        try:
+            for index, (host, port) in addresses:
+                listeners.append((index, await open_reuseport_listener(host, port)))
+        except OSError:
+            for _, listener in listeners:
+                await listener.aclose()
+            raise
+        self.bound = [listener.socket.getsockname()[:2] for _, listener in listeners]
+        for address in self.bound:
+            log.info(json.dumps({"event": "listening", "address": "{}:{}".format(*address)}))
+        async with trio.open_nursery() as connections:
+            self._connections = connections
+            with trio.CancelScope() as accepting:
+                self._accepting = accepting
+                async with trio.open_nursery() as acceptors:
+                    for index, listener in listeners:
+                        acceptors.start_soon(self._accept_loop, listener, index, connections)
+                    task_status.started(self.bound)
+            for _, listener in listeners:
+                await listener.aclose()
+            # Accepting has stopped (drain): the connections nursery waits for the live ones.
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting; give open connections ``timeout`` seconds; then cancel them."""
+        self.draining = True
+        log.info(json.dumps({"event": "draining", "active": self.active, "timeout_s": timeout}))
+        if self._accepting is not None:
+            self._accepting.cancel()
+        with trio.move_on_after(timeout):
+            while self.active:
+                await trio.sleep(0.05)
+        if self._connections is not None and self.active:
+            log.info(json.dumps({"event": "drain_timeout", "cancelled": self.active}))
+            self._connections.cancel_scope.cancel()
+
+    async def _accept_loop(self, listener: trio.SocketListener, index: int, connections: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning(json.dumps({"event": "accept_error", "error": exc.strerror}))
+                    await trio.sleep(0.1)
+                    continue
+                raise
+            if self.active >= self.runtime.limits.max_connections:
+                self.metrics.refusal("max_connections")
+                log.info(json.dumps({"event": "refused", "refusal": "max_connections", "peer": _peer(stream)}))
+                await _close_quietly(stream)
+                continue
+            self.active += 1
+            connections.start_soon(self._run_connection, stream, index)
+
+    async def _run_connection(self, stream: trio.SocketStream, index: int) -> None:
+        try:
+            runtime = self.runtime  # this connection keeps this runtime even if a reload swaps it
+            if isinstance(runtime, ServerRuntime):
+                listener = runtime.listeners[min(index, len(runtime.listeners) - 1)]
+                await self.handle_server_connection(stream, listener, runtime)
+            else:
+                await self.handle_client_connection(stream, runtime)
+        finally:
+            self.active -= 1
+
+    # --- server mode ------------------------------------------------------------------------------
+
+    async def handle_server_connection(self, client: trio.SocketStream, listener: ListenerRuntime,
+                                       runtime: ServerRuntime) -> None:
+        limits = runtime.limits
+        record = ConnectionRecord("server", listener.name, _peer(client))
+        metrics = self.metrics
+        metrics.connection_opened(listener.name)
+        upstream: trio.SocketStream | None = None
+        tls: Any = None
         started = time.monotonic()
-        with trio.fail_after(settings.handshake_timeout):
+        try:
+            with trio.fail_after(limits.handshake_timeout):
+                tls = await self._server_handshake(client, listener)
+            record.fill_from_handshake(tls, started)
+            if getattr(tls, "legacy", False):
+                record.version, record.quantum_safe = "TLSv1.2", False
+            metrics.handshake("legacy_tls12" if record.version == "TLSv1.2" else "ok", record.group,
+                              time.monotonic() - started, record.client_hello_size, bool(record.quantum_safe))
+            target = listener.upstream_for(record.sni)
+            if target is None:
+                record.result, record.refusal = "no_route", "no_route"
+                metrics.refusal("no_route")
+                await tls.send_eof()
+                return
+            record.upstream = "{}:{}".format(*target)
+            try:
+                with trio.fail_after(limits.connect_timeout):
+                    upstream = await trio.open_tcp_stream(*target)
+            except (OSError, trio.TooSlowError) as exc:
+                kind = _upstream_error_kind(exc)
+                record.result, record.error = "upstream_error", f"{kind}: {exc}"
+                metrics.upstream_error(kind)
+                await tls.send_eof()  # a clean close_notify: the client sees EOF, not a reset
+                return
+            if listener.proxy_protocol:
+                from .proxy_protocol import encode_v2, tls_tlvs
+
+                header = encode_v2(_address_of(client, peer=True), _address_of(client, peer=False),
+                                   tls_tlvs(record.version or "TLSv1.3", record.cipher or "", record.group,
+                                            record.sni, record.alpn, record.client_certificate is not None,
+                                            _cn(tls)))
+                await upstream.send_all(header)
+            await splice(tls, PlainStream(upstream), record, metrics, limits.idle_timeout)
+        except TLSError as exc:
+            self._record_tls_failure(record, exc, started)
+        except trio.TooSlowError:
+            record.result, record.refusal = "handshake_timeout", "handshake_timeout"
+            metrics.refusal("handshake_timeout")
+            metrics.handshake("timeout", None, None, record.client_hello_size, False)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            record.result, record.error = "peer_reset", str(exc) or "connection reset"
+        finally:
+            await _close_quietly(upstream, client)
+            metrics.connection_closed(listener.name)
+            record.emit()
+
+    async def _server_handshake(self, client: trio.SocketStream, listener: ListenerRuntime) -> Any:
+        initial = b""
+        if listener.legacy_context is not None:
+            from .legacy import LegacyTLSStream, is_tls12_only_client_hello
+
+            verdict = None
+            while verdict is None:
+                data = await client.receive_some(PUMP_CHUNK)
+                if not data:
+                    raise TLSError("peer closed the connection during the handshake", None, sent=False)
+                initial += data
+                if len(initial) > PEEK_LIMIT:
+                    break
+                verdict = is_tls12_only_client_hello(initial)
+            if verdict:
+                legacy = LegacyTLSStream(client, listener.legacy_context, initial)
+                await legacy.do_handshake()
+                legacy.legacy = True  # type: ignore[attr-defined]
+                return legacy
+        engine = TLSServer(listener.tls)
+        tls = TLSStream(client, engine, initial)
+        try:
             await tls.do_handshake()
-        record.fill_from_handshake(tls, started)
-        with trio.fail_after(settings.connect_timeout):
-            upstream = await trio.open_tcp_stream(*settings.target)
-        await splice(tls, PlainStream(upstream), record)
-    except TLSError as exc:
-        record.result, record.alert, record.error = "tls_error", exc.alert, str(exc)
-    except trio.TooSlowError:
-        record.result = "handshake_timeout" if record.group is None else "upstream_timeout"
-    except OSError as exc:
-        record.result, record.error = "upstream_error", str(exc)
-    except trio.BrokenResourceError as exc:
-        record.result, record.error = "peer_reset", str(exc) or "connection reset"
-    finally:
-        await _close_all(upstream, client)
-        record.emit()
+        except TLSError as exc:
+            exc.client_hello_size = engine.handshake.client_hello_size or None  # type: ignore[attr-defined]
+            raise
+        return tls
+
+    def _record_tls_failure(self, record: ConnectionRecord, exc: TLSError, started: float) -> None:
+        metrics = self.metrics
+        record.alert, record.error = exc.alert, str(exc)
+        if record.group is None:  # failed during the handshake
+            size = getattr(exc, "client_hello_size", None)
+            if exc.code:
+                record.result, record.refusal = "refused", _REFUSAL_LABELS.get(exc.code, exc.code)
+                metrics.refusal(record.refusal)
+            elif exc.sent and exc.alert:
+                record.result, record.refusal = "tls_error", "tls_alert"
+                metrics.refusal("tls_alert")
+            else:
+                record.result = "peer_alert" if exc.alert else "peer_closed"
+            metrics.handshake(record.result, None, time.monotonic() - started, size, False)
+        else:
+            record.result = "tls_error"
+
+    # --- client mode ------------------------------------------------------------------------------
+
+    async def handle_client_connection(self, app: trio.SocketStream, runtime: ClientRuntime) -> None:
+        limits = runtime.limits
+        record = ConnectionRecord("client", "{}:{}".format(*runtime.address), _peer(app))
+        metrics = self.metrics
+        metrics.connection_opened(record.listener)
+        remote: trio.SocketStream | None = None
+        started = time.monotonic()
+        try:
+            try:
+                with trio.fail_after(limits.connect_timeout):
+                    remote = await trio.open_tcp_stream(*runtime.target)
+            except (OSError, trio.TooSlowError) as exc:
+                kind = _upstream_error_kind(exc)
+                record.result, record.error = "upstream_error", f"{kind}: {exc}"
+                metrics.upstream_error(kind)
+                return
+            record.upstream = "{}:{}".format(*runtime.target)
+            tls = TLSStream(remote, TLSClient(runtime.tls))
+            started = time.monotonic()
+            with trio.fail_after(limits.handshake_timeout):
+                await tls.do_handshake()
+            record.fill_from_handshake(tls, started)
+            metrics.handshake("ok", record.group, time.monotonic() - started, record.client_hello_size,
+                              bool(record.quantum_safe))
+            await splice(PlainStream(app), tls, record, metrics, limits.idle_timeout)
+        except TLSError as exc:
+            record.alert, record.error = exc.alert, str(exc)
+            record.result = "tls_error" if exc.sent else ("peer_alert" if exc.alert else "peer_closed")
+            metrics.handshake(record.result, None, time.monotonic() - started, None, False)
+        except trio.TooSlowError:
+            record.result = "handshake_timeout"
+            metrics.handshake("timeout", None, None, None, False)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            record.result, record.error = "peer_reset", str(exc) or "connection reset"
+        finally:
+            await _close_quietly(remote, app)
+            metrics.connection_closed(record.listener)
+            record.emit()
 
 
-async def handle_client_connection(app: trio.SocketStream, settings: SidecarSettings) -> None:
-    """Client mode: plain TCP from the local application, TLS to the remote sidecar or server."""
-    record = ConnectionRecord("client", _peer(app))
-    remote: trio.SocketStream | None = None
+# Engine refusal codes -> the refusal reasons of metrics and logs.
+_REFUSAL_LABELS = {
+    "tls12_only_client": "tls12_refused",
+    "no_hybrid_group": "no_hybrid_group",
+    "no_common_group": "no_common_group",
+    "client_hello_too_large": "client_hello_too_large",
+    "client_certificate_missing": "client_certificate",
+    "client_certificate_invalid": "client_certificate",
+    "client_not_allowed": "client_not_allowed",
+    "psk_required": "psk_required",
+}
+
+
+def _address_of(stream: trio.SocketStream, peer: bool) -> tuple[str, int]:
     try:
-        with trio.fail_after(settings.connect_timeout):
-            remote = await trio.open_tcp_stream(*settings.target)
-        tls = TLSStream(remote, TLSClient(settings.tls))
-        started = time.monotonic()
-        with trio.fail_after(settings.handshake_timeout):
-            await tls.do_handshake()
-        record.fill_from_handshake(tls, started)
-        await splice(PlainStream(app), tls, record)
-    except TLSError as exc:
-        record.result, record.alert, record.error = "tls_error", exc.alert, str(exc)
-    except trio.TooSlowError:
-        record.result = "timeout"
-    except OSError as exc:
-        record.result, record.error = "connect_error", str(exc)
-    except trio.BrokenResourceError as exc:
-        record.result, record.error = "peer_reset", str(exc) or "connection reset"
-    finally:
-        await _close_all(remote, app)
-        record.emit()
+        address = stream.socket.getpeername() if peer else stream.socket.getsockname()
+        return str(address[0]), int(address[1])
+    except OSError:
+        return ("0.0.0.0", 0)
 
 
-async def serve(
-    settings: SidecarSettings,
-    handler: Callable[[trio.SocketStream, SidecarSettings], Awaitable[None]],
-    *,
-    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    host, port = settings.listen
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    task_status.started(listeners)
-    bound = ", ".join("{}:{}".format(*x.socket.getsockname()[:2]) for x in listeners)
-    log.info(json.dumps({"event": "listening", "address": bound}))
+def _cn(tls: Any) -> str | None:
+    info = getattr(tls, "info", None)
+    cert = getattr(info, "peer_certificate", None)
+    if cert is None:
+        return None
+    from cryptography.x509.oid import NameOID
 
-    async def run(stream: trio.SocketStream) -> None:
-        await handler(stream, settings)
-
-    await trio.serve_listeners(run, listeners)
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None

@@ -17,16 +17,18 @@ RECEIVE_SIZE = 64 * 1024
 class TLSError(Exception):
     """The TLS connection failed: we sent or received a fatal alert, or the peer vanished mid-handshake."""
 
-    def __init__(self, message: str, alert: str | None = None, sent: bool = True) -> None:
+    def __init__(self, message: str, alert: str | None = None, sent: bool = True, code: str | None = None) -> None:
         super().__init__(message)
         self.alert = alert
         self.sent = sent
+        self.code = code
 
 
 class TLSStream:
-    def __init__(self, transport: trio.abc.Stream, conn: TLSConnection) -> None:
+    def __init__(self, transport: trio.abc.Stream, conn: TLSConnection, initial: bytes = b"") -> None:
         self.transport = transport
         self.conn = conn
+        self._initial = initial  # bytes already read from the transport (a peeked ClientHello)
         self.info: HandshakeComplete | None = None
         self._plain: list[bytes] = []
         self._eof = False
@@ -54,7 +56,7 @@ class TLSStream:
             elif isinstance(event, PeerClosed):
                 self._eof = True
             elif isinstance(event, AlertSent):
-                raise TLSError(f"we sent {event.name}: {event.reason}", event.name, sent=True)
+                raise TLSError(f"we sent {event.name}: {event.reason}", event.name, sent=True, code=event.code)
             elif isinstance(event, AlertReceived):
                 raise TLSError(f"peer sent {event.name}", event.name, sent=False)
             else:
@@ -79,6 +81,14 @@ class TLSStream:
 
     async def do_handshake(self) -> HandshakeComplete:
         await self._flush()
+        if self._initial:
+            initial, self._initial = self._initial, b""
+            try:
+                self._take(self.conn.receive_data(initial))
+            except TLSError:
+                await self._flush_quietly()
+                raise
+            await self._flush()
         while self.info is None:
             if not await self._receive_into_engine():
                 raise TLSError("peer closed the connection during the handshake", None, sent=False)

@@ -54,10 +54,12 @@ def alert_name(code: int) -> str:
 class TLSAlert(Exception):
     """A protocol failure: the alert to send and, for logs, why."""
 
-    def __init__(self, description: AlertDescription, reason: str = "") -> None:
+    def __init__(self, description: AlertDescription, reason: str = "", code: str | None = None) -> None:
         super().__init__(f"{description.name}: {reason}" if reason else description.name)
         self.description = description
         self.reason = reason
+        # A stable machine-readable name for policy refusals (metrics labels), e.g. "no_hybrid_group".
+        self.code = code
 
 
 def decode_error(reason: str) -> TLSAlert:

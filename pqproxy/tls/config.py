@@ -69,6 +69,8 @@ class TLSConfig:
     trust_store: list[Any] | None = None
     verify_peer: bool = True  # client: validate the server's chain and name
     require_client_certificate: bool = False
+    # Server: after the client's chain validates, a policy on its names (mTLS allow-list); False is access_denied.
+    client_certificate_allowed: Callable[[Any], bool] | None = None
     server_name: str | None = None  # client: SNI and the name to verify
     # Server policy.
     require_post_quantum: bool = False  # refuse clients that offer no hybrid or ML-KEM group

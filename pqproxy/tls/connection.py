@@ -92,7 +92,7 @@ class TLSConnection:
         try:
             self._process_records()
         except TLSAlert as alert:
-            self._fail(alert.description, alert.reason)
+            self._fail(alert.description, alert.reason, alert.code)
         except Exception as exc:  # the engine's promise: never an exception, always an alert
             self._fail(AlertDescription.internal_error, f"internal error: {type(exc).__name__}: {exc}")
         self._flush_handshake()
@@ -126,10 +126,10 @@ class TLSConnection:
             KeyUpdateRequest.update_requested if request_peer_update else KeyUpdateRequest.update_not_requested
         )
 
-    def abort(self, description: AlertDescription, reason: str = "") -> None:
+    def abort(self, description: AlertDescription, reason: str = "", code: str | None = None) -> None:
         """Fail the connection from outside (policy refusal): a fatal alert and an AlertSent event."""
         if not self.failed:
-            self._fail(description, reason)
+            self._fail(description, reason, code)
 
     def events(self) -> list[Event]:
         events, self._events = self._events, []
@@ -175,14 +175,14 @@ class TLSConnection:
             self._pending_handshake.clear()
             self._out.append(self._records.encode(ContentType.handshake, data))
 
-    def _fail(self, description: AlertDescription, reason: str) -> None:
+    def _fail(self, description: AlertDescription, reason: str, code: str | None = None) -> None:
         self.failed = True
         self._pending_handshake.clear()
         try:
             self._out.append(self._records.encode(ContentType.alert, bytes((2, int(description)))))
         except TLSAlert:  # e.g. sequence numbers exhausted: nothing sensible can be sent
             pass
-        self._events.append(AlertSent(int(description), description.name, reason))
+        self._events.append(AlertSent(int(description), description.name, reason, code))
         self._wipe()
 
     def _wipe(self) -> None:
@@ -287,6 +287,7 @@ class TLSConnection:
                 raise TLSAlert(
                     AlertDescription.illegal_parameter,
                     f"handshake message type {msg_type} of {length} bytes exceeds the {limit}-byte limit",
+                    "client_hello_too_large" if msg_type == HandshakeType.client_hello else "message_too_large",
                 )
             if len(buf) < 4 + length:
                 return

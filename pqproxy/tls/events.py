@@ -48,6 +48,7 @@ class AlertSent(Event):
     description: int
     name: str
     reason: str
+    code: str | None = None  # policy refusals: a stable label such as "no_hybrid_group"
 
 
 @dataclass(frozen=True)

@@ -149,9 +149,10 @@ class ServerHandshake:
     # --- ClientHello ------------------------------------------------------------------------
 
     def process_client_hello(self, hello: ClientHello, raw: bytes) -> None:
+        if self.first is None:
+            self.client_hello_size = len(raw)  # known even when the hello is refused: for logs and metrics
         facts = self.read_client_hello(hello, raw)
         if self.first is None:
-            self.client_hello_size = len(raw)
             if facts.early_data:
                 # We never accept 0-RTT (replayable); RFC 8446 §4.2.10 says skip what the client sends.
                 self.conn.early_data_skip = MAX_EARLY_DATA_SKIP
@@ -172,7 +173,8 @@ class ServerHandshake:
         self.transcript.update(raw)
         self.psk = self.check_for_resumption(facts)
         if self.config.require_external_psk and (self.psk is None or self.psk.kind != "external"):
-            raise TLSAlert(AlertDescription.unknown_psk_identity, "an external PSK is required and none matched")
+            raise TLSAlert(AlertDescription.unknown_psk_identity, "an external PSK is required and none matched",
+                           "psk_required")
         self.send_certificate = self.psk is None or (self.psk.kind == "external" and facts.cert_with_extern_psk)
         if self.send_certificate:
             self.pick_certificate(facts)
@@ -227,7 +229,7 @@ class ServerHandshake:
             # RFC 8446 §4.2: every other extension, GREASE included, is ignored.
         if TLS13 not in versions:
             # A TLS 1.2-only client (or older): refused, as the proxy's default policy wants.
-            raise TLSAlert(AlertDescription.protocol_version, "client does not offer TLS 1.3")
+            raise TLSAlert(AlertDescription.protocol_version, "client does not offer TLS 1.3", "tls12_only_client")
         if hello.legacy_version != TLS12:
             raise TLSAlert(AlertDescription.protocol_version, f"legacy_version 0x{hello.legacy_version:04x}")
         if hello.legacy_compression_methods != b"\x00":
@@ -286,9 +288,10 @@ class ServerHandshake:
         mutual = [g for g in self.config.groups if g in client_groups]
         pq = [g for g in mutual if GROUPS[g].post_quantum]
         if self.config.require_post_quantum and not pq:
-            raise TLSAlert(AlertDescription.insufficient_security, "client offers no hybrid or ML-KEM group")
+            raise TLSAlert(AlertDescription.insufficient_security, "client offers no hybrid or ML-KEM group",
+                           "no_hybrid_group")
         if not mutual:
-            raise TLSAlert(AlertDescription.handshake_failure, "no key exchange group in common")
+            raise TLSAlert(AlertDescription.handshake_failure, "no key exchange group in common", "no_common_group")
         if self.config.group_selection == "server-preference":
             return mutual[0], mutual[0] not in facts.shares
         candidates = pq or mutual
@@ -509,17 +512,26 @@ class ServerHandshake:
         self.transcript.update(raw)
         if not certificate.certificate_list:
             if self.config.require_client_certificate:
-                raise TLSAlert(AlertDescription.certificate_required, "client sent no certificate")
+                raise TLSAlert(AlertDescription.certificate_required, "client sent no certificate",
+                               "client_certificate_missing")
             self.state = "wait_finished"
             return
         for entry in certificate.certificate_list:
             if entry.extensions:
                 raise TLSAlert(AlertDescription.unsupported_extension, "CertificateEntry extension not requested")
         assert self.config.trust_store is not None
-        self.client_certificate = certificates.verify_client_chain(
-            [e.cert_data for e in certificate.certificate_list], self.config.trust_store,
-            now=datetime.datetime.fromtimestamp(self.config.clock(), tz=datetime.UTC),
-        )
+        try:
+            self.client_certificate = certificates.verify_client_chain(
+                [e.cert_data for e in certificate.certificate_list], self.config.trust_store,
+                now=datetime.datetime.fromtimestamp(self.config.clock(), tz=datetime.UTC),
+            )
+        except TLSAlert as alert:
+            alert.code = "client_certificate_invalid"
+            raise
+        allowed = self.config.client_certificate_allowed
+        if allowed is not None and not allowed(self.client_certificate):
+            raise TLSAlert(AlertDescription.access_denied, "client certificate name is not allowed",
+                           "client_not_allowed")
         self.state = "wait_client_certificate_verify"
 
     def process_client_certificate_verify(self, verify: CertificateVerify, raw: bytes) -> None:

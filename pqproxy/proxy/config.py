@@ -1,0 +1,415 @@
+"""Sidecar configuration: a TOML file and command-line flags, validated into one typed object.
+
+Precedence is defaults < TOML file < flags. Validation names the bad key the way a user wrote it
+(``limits.handshake_timeout``, ``routes[1].upstream``) and refuses unknown keys, so a typo is an error
+and not a silently ignored setting. ``build_server_runtime`` / ``build_client_runtime`` then load
+certificates and make the engine's ``TLSConfig`` objects; SIGHUP builds a new runtime and swaps it in.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..tls.certificates import CertificateChain, load_trust_store
+from ..tls.config import TLSConfig
+from ..tls.groups import parse_group_list
+from ..tls.key_schedule import cipher_suite_by_name
+from ..tls.session import TicketSealer
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the person who wrote the configuration."""
+
+
+def parse_host_port(text: str, *, default_host: str = "0.0.0.0") -> tuple[str, int]:
+    """'H:P', '[v6]:P' or ':P' -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    host = host.strip("[]") or default_host
+    return host, int(port)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _address(value: str) -> str:
+    parse_host_port(value)
+    return value
+
+
+def _groups(value: list[str] | str) -> tuple[int, ...]:
+    text = value if isinstance(value, str) else ",".join(value)
+    return parse_group_list(text)
+
+
+def _suites(value: list[str] | str) -> tuple[int, ...]:
+    names = value.replace(":", ",").split(",") if isinstance(value, str) else value
+    return tuple(cipher_suite_by_name(n).code for n in names if n.strip())
+
+
+def _codes(value: Any, parse: Callable[[Any], tuple[int, ...]]) -> tuple[int, ...] | None:
+    """Names (a list or a comma-separated string) to codepoints; codepoints pass through."""
+    if value is None or (isinstance(value, tuple) and all(isinstance(c, int) for c in value)):
+        return value  # type: ignore[no-any-return]
+    return parse(value)
+
+
+class Limits(_Strict):
+    handshake_timeout: float = Field(10.0, gt=0, le=300)
+    idle_timeout: float = Field(300.0, gt=0, le=86400)
+    connect_timeout: float = Field(5.0, gt=0, le=300)
+    max_connections: int = Field(10000, ge=1, le=1_000_000)
+    max_client_hello: int = Field(64 * 1024, ge=4096, le=1 << 20)
+    drain_timeout: float = Field(30.0, ge=0, le=3600)
+
+
+class Route(_Strict):
+    """SNI routing: a server name (exact, or ``*.example.com``) to its own upstream and certificate."""
+
+    sni: str
+    upstream: str
+    cert: str | None = None
+    key: str | None = None
+
+    _upstream = field_validator("upstream")(lambda cls, v: _address(v))
+
+    @field_validator("sni")
+    @classmethod
+    def _sni(cls, value: str) -> str:
+        name = value.strip().lower().rstrip(".")
+        label = name[2:] if name.startswith("*.") else name
+        if not label or any(not part or len(part) > 63 for part in label.split(".")) or "*" in label:
+            raise ValueError(f"not a host name or *.wildcard: {value!r}")
+        return name
+
+    @model_validator(mode="after")
+    def _pair(self) -> Route:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together")
+        return self
+
+
+class ListenerSettings(_Strict):
+    """One server-mode listener. Top-level keys of the file are the first listener's defaults."""
+
+    listen: str
+    upstream: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    groups: tuple[int, ...] | None = None
+    ciphers: tuple[int, ...] | None = None
+    alpn: tuple[str, ...] = ()
+    require_hybrid: bool = False
+    client_ca: str | None = None
+    allowed_names: tuple[str, ...] = ()
+    proxy_protocol: bool = False
+    legacy_tls12: bool = False
+    routes: tuple[Route, ...] = ()
+
+    _listen = field_validator("listen")(lambda cls, v: _address(v))
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream(cls, value: str | None) -> str | None:
+        return None if value is None else _address(value)
+
+    _groups = field_validator("groups", mode="before")(lambda cls, v: _codes(v, _groups))
+    _ciphers = field_validator("ciphers", mode="before")(lambda cls, v: _codes(v, _suites))
+
+    @model_validator(mode="after")
+    def _complete(self) -> ListenerSettings:
+        if self.cert is None or self.key is None:
+            raise ValueError("cert and key are required")
+        if self.upstream is None and not self.routes:
+            raise ValueError("an upstream (or at least one route) is required")
+        if self.allowed_names and not self.client_ca:
+            raise ValueError("allowed_names needs client_ca (mutual TLS)")
+        return self
+
+
+class ServerSettings(_Strict):
+    mode: Literal["server"] = "server"
+    listeners: tuple[ListenerSettings, ...]
+    admin: str | None = None
+    workers: int = Field(0, ge=0, le=256)  # 0: one per CPU
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    limits: Limits = Limits()
+
+    @field_validator("admin")
+    @classmethod
+    def _admin(cls, value: str | None) -> str | None:
+        return None if value is None else _address(value)
+
+
+class ClientSettings(_Strict):
+    mode: Literal["client"] = "client"
+    listen: str
+    connect: str
+    sni: str | None = None
+    ca: str | None = None
+    insecure: bool = False
+    cert: str | None = None
+    key: str | None = None
+    groups: tuple[int, ...] | None = None
+    ciphers: tuple[int, ...] | None = None
+    alpn: tuple[str, ...] = ()
+    admin: str | None = None
+    workers: int = Field(1, ge=0, le=256)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    limits: Limits = Limits()
+
+    _addresses = field_validator("listen", "connect")(lambda cls, v: _address(v))
+
+    _groups = field_validator("groups", mode="before")(lambda cls, v: _codes(v, _groups))
+    _ciphers = field_validator("ciphers", mode="before")(lambda cls, v: _codes(v, _suites))
+
+    @model_validator(mode="after")
+    def _trust(self) -> ClientSettings:
+        if not self.ca and not self.insecure:
+            raise ValueError("ca is required (or insecure = true, for testing only)")
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together")
+        return self
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+_LISTENER_KEYS = set(ListenerSettings.model_fields)
+_SERVER_TOP_KEYS = {"admin", "workers", "log_level", "limits", "listeners", "mode"}
+
+
+def _format_errors(source: str, exc: ValidationError, listener_rename: Callable[[tuple[Any, ...]], str]) -> str:
+    lines = []
+    for err in exc.errors():
+        where = listener_rename(err["loc"]) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling)"
+        lines.append(f"{source}: {where}: {message}")
+    return "\n".join(lines)
+
+
+def _loc_name(loc: tuple[Any, ...], first_listener_is_top: bool) -> str:
+    parts: list[str] = []
+    items = list(loc)
+    if first_listener_is_top and len(items) >= 2 and items[0] == "listeners" and items[1] == 0:
+        items = items[2:]
+    for item in items:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        elif item in ("function-after", "function-before") or str(item).startswith("function-"):
+            continue
+        else:
+            parts.append(str(item))
+    if items and items[0] == "listeners" and isinstance(items[1] if len(items) > 1 else None, int):
+        # [[listeners]] tables count from 1 in the file (the top level is listener 0).
+        parts[0] = f"listeners[{items[1] - 1}]"
+    return ".".join(parts)
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def server_settings(
+    file_data: Mapping[str, Any] | None, flags: Mapping[str, Any], source: str = "config"
+) -> ServerSettings:
+    """Merge a parsed TOML file (or None) with flags (None values ignored) and validate."""
+    data = dict(file_data or {})
+    overrides = {k: v for k, v in flags.items() if v is not None and v != () and v is not False}
+    top_listener = {k: v for k, v in data.items() if k in _LISTENER_KEYS}
+    limits = dict(data.get("limits", {}))
+    for key in list(overrides):
+        if key in Limits.model_fields:
+            limits[key] = overrides.pop(key)
+    top_listener.update({k: v for k, v in overrides.items() if k in _LISTENER_KEYS})
+    extra_listeners = data.get("listeners", [])
+    if not isinstance(extra_listeners, list):
+        raise ConfigError(f"{source}: listeners: expected [[listeners]] tables")
+    inherited = {k: v for k, v in top_listener.items() if k not in ("listen", "routes")}
+    listeners = [top_listener] + [{**inherited, **dict(x)} if isinstance(x, dict) else x for x in extra_listeners]
+    unknown = set(data) - _LISTENER_KEYS - _SERVER_TOP_KEYS
+    doc: dict[str, Any] = {k: v for k, v in data.items() if k in _SERVER_TOP_KEYS - {"listeners"}}
+    doc.update({k: v for k, v in overrides.items() if k in _SERVER_TOP_KEYS})
+    doc["limits"] = limits
+    doc["listeners"] = listeners
+    for key in unknown:
+        doc[key] = data[key]  # let validation name it
+    try:
+        return ServerSettings.model_validate(doc)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source, exc, lambda loc: _loc_name(loc, True))) from None
+
+
+def client_settings(
+    file_data: Mapping[str, Any] | None, flags: Mapping[str, Any], source: str = "config"
+) -> ClientSettings:
+    data = dict(file_data or {})
+    overrides = {k: v for k, v in flags.items() if v is not None and v != () and v is not False}
+    limits = dict(data.get("limits", {}))
+    for key in list(overrides):
+        if key in Limits.model_fields:
+            limits[key] = overrides.pop(key)
+    data.update(overrides)
+    data["limits"] = limits
+    try:
+        return ClientSettings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source, exc, lambda loc: _loc_name(loc, False))) from None
+
+
+# --- runtime: what connections use ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListenerRuntime:
+    name: str
+    address: tuple[str, int]
+    tls: TLSConfig
+    upstream: tuple[str, int] | None
+    routes: Mapping[str, tuple[str, int]]  # SNI (exact or *.suffix) -> upstream
+    proxy_protocol: bool
+    legacy_context: Any  # ssl.SSLContext for TLS 1.2 clients, or None to refuse them
+    quantum_safe_groups_only: bool
+
+    def upstream_for(self, sni: str | None) -> tuple[str, int] | None:
+        if sni:
+            if sni in self.routes:
+                return self.routes[sni]
+            _, _, parent = sni.partition(".")
+            if parent and f"*.{parent}" in self.routes:
+                return self.routes[f"*.{parent}"]
+        return self.upstream
+
+
+@dataclass(frozen=True)
+class ServerRuntime:
+    settings: ServerSettings
+    listeners: tuple[ListenerRuntime, ...]
+    limits: Limits
+
+
+@dataclass(frozen=True)
+class ClientRuntime:
+    settings: ClientSettings
+    address: tuple[str, int]
+    target: tuple[str, int]
+    tls: TLSConfig
+    limits: Limits = field(default_factory=Limits)
+
+
+def _names_allowed(patterns: tuple[str, ...]) -> Callable[[Any], bool]:
+    """mTLS allow-list on the client certificate: subject CN or any DNS SAN, exact or ``*.suffix``."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    wanted = [p.lower() for p in patterns]
+
+    def names(cert: Any) -> list[str]:
+        out = [a.value.lower() for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+               if isinstance(a.value, str)]
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            out += [n.lower() for n in san.get_values_for_type(x509.DNSName)]
+        except x509.ExtensionNotFound:
+            pass
+        return out
+
+    def allowed(cert: Any) -> bool:
+        for name in names(cert):
+            for pattern in wanted:
+                if pattern == name or (pattern.startswith("*.") and name.endswith(pattern[1:])
+                                       and "." not in name[: -len(pattern) + 1]):
+                    return True
+        return False
+
+    return allowed
+
+
+def _load_chain(cert: str, key: str, where: str) -> CertificateChain:
+    try:
+        return CertificateChain.load(cert, key)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def build_server_runtime(settings: ServerSettings, ticket_keys: list[bytes] | None = None) -> ServerRuntime:
+    """Load every certificate and CA and make the engine configurations. Raises ConfigError."""
+    sealer = TicketSealer(ticket_keys)
+    built = []
+    for index, listener in enumerate(settings.listeners):
+        where = "listener" if index == 0 else f"listeners[{index - 1}]"
+        assert listener.cert is not None and listener.key is not None
+        chain = _load_chain(listener.cert, listener.key, where)
+        sni_chains = {}
+        routes = {}
+        for r_index, route in enumerate(listener.routes):
+            routes[route.sni] = parse_host_port(route.upstream)
+            if route.cert and route.key:
+                sni_chains[route.sni] = _load_chain(route.cert, route.key, f"{where}.routes[{r_index}]")
+        trust = None
+        if listener.client_ca:
+            try:
+                trust = load_trust_store(listener.client_ca)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{where}.client_ca: {exc}") from None
+        kwargs: dict[str, Any] = {}
+        if listener.groups:
+            kwargs["groups"] = listener.groups
+        if listener.ciphers:
+            kwargs["cipher_suites"] = listener.ciphers
+        tls = TLSConfig(
+            certificate_chain=chain, sni_certificates=sni_chains, trust_store=trust,
+            require_client_certificate=trust is not None,
+            client_certificate_allowed=_names_allowed(listener.allowed_names) if listener.allowed_names else None,
+            require_post_quantum=listener.require_hybrid, alpn_protocols=tuple(a.encode() for a in listener.alpn),
+            max_client_hello_size=settings.limits.max_client_hello, ticket_sealer=sealer, **kwargs,
+        )
+        legacy = None
+        if listener.legacy_tls12:
+            from .legacy import legacy_context
+
+            legacy = legacy_context(listener.cert, listener.key, listener.client_ca)
+        host, port = parse_host_port(listener.listen)
+        built.append(ListenerRuntime(
+            name=f"{host}:{port}", address=(host, port), tls=tls,
+            upstream=parse_host_port(listener.upstream) if listener.upstream else None, routes=routes,
+            proxy_protocol=listener.proxy_protocol, legacy_context=legacy,
+            quantum_safe_groups_only=listener.require_hybrid,
+        ))
+    return ServerRuntime(settings, tuple(built), settings.limits)
+
+
+def build_client_runtime(settings: ClientSettings) -> ClientRuntime:
+    trust = None
+    if settings.ca:
+        try:
+            trust = load_trust_store(settings.ca)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"ca: {exc}") from None
+    chain = _load_chain(settings.cert, settings.key, "cert") if settings.cert and settings.key else None
+    target = parse_host_port(settings.connect)
+    kwargs: dict[str, Any] = {}
+    if settings.groups:
+        kwargs["groups"] = settings.groups
+    if settings.ciphers:
+        kwargs["cipher_suites"] = settings.ciphers
+    tls = TLSConfig(
+        server_name=settings.sni or target[0], trust_store=trust, verify_peer=not settings.insecure,
+        certificate_chain=chain, alpn_protocols=tuple(a.encode() for a in settings.alpn), **kwargs,
+    )
+    return ClientRuntime(settings, parse_host_port(settings.listen), target, tls, settings.limits)
