@@ -5,7 +5,7 @@ BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: all setup peers demo test test-fast lint typecheck bench clean
+.PHONY: all setup peers system demo test test-fast lint typecheck bench clean
 
 all: test
 
@@ -15,19 +15,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) peers
+setup: $(STAMP) peers system
 
 peers:
 	./scripts/install-peers.sh
 
-demo: setup
+system:
+	./scripts/install-system.sh
+
+demo: $(STAMP)
 	$(BIN)/python -m pqproxy.demo
 
 test: setup
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --timeout=300 tests
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -x -m 'not interop' tests
+	$(BIN)/python -m pytest -q -x -m 'not interop and not e2e' tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check pqproxy tests benchmarks scripts

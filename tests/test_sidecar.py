@@ -7,11 +7,8 @@ line, and the proxy keeps serving real clients.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,14 +22,7 @@ from pqproxy.tls.codepoints import ExtensionType, NamedGroup
 from pqproxy.tls.extensions import KeyShareServerHello
 from pqproxy.tls.hello import HelloSpec, build_client_hello
 from pqproxy.tls.messages import Extension, ServerHello, find_extension
-
-TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.procs import TIMEOUT, Proc, free_port
 
 
 class EchoBackend:
@@ -71,44 +61,6 @@ class EchoBackend:
         self._stop.set()
         self.sock.close()
         self._thread.join(2)
-
-
-class Proc:
-    def __init__(self, args: list[str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pqproxy", *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, predicate: object, timeout: float = TIMEOUT) -> dict[str, object]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if callable(predicate) and predicate(record):
-                    return record
-            if self.proc.poll() is not None:
-                raise AssertionError(f"pqproxy exited with {self.proc.returncode}: {self.lines}")
-            time.sleep(0.02)
-        raise AssertionError(f"no matching log line within {timeout}s: {self.lines}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 @pytest.fixture(scope="module")
