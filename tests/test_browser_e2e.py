@@ -8,6 +8,7 @@ connection must say it negotiated X25519MLKEM768 with Chromium's own, large, pos
 from __future__ import annotations
 
 import threading
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from pqproxy.certs import write_dev_pki
 from tests.browser import chromium_binary, fetch_with_chromium, spki_sha256_b64
@@ -86,6 +88,7 @@ class Stack:
     proxy: Proc
     port: int
     spki: str
+    admin: int
 
 
 @pytest.fixture(scope="module")
@@ -94,12 +97,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     pki = tmp_path_factory.mktemp("browser-pki")
     paths = write_dev_pki(pki, alg="ecdsa", names=(HOST, "127.0.0.1"))
     backend = Backend()
-    port = free_port()
+    port, admin = free_port(), free_port()
     proxy = Proc(["server", "--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{backend.port}",
-                  "--cert", str(paths["server"]), "--key", str(paths["server_key"])])
+                  "--cert", str(paths["server"]), "--key", str(paths["server_key"]),
+                  "--admin", f"127.0.0.1:{admin}", "--workers", "1"])
     try:
-        proxy.wait_for(lambda r: r.get("event") == "listening")
-        yield Stack(backend, proxy, port, spki_sha256_b64(paths["server"]))
+        proxy.wait_for(lambda r: r.get("event") == "started")
+        yield Stack(backend, proxy, port, spki_sha256_b64(paths["server"]), admin)
     finally:
         proxy.stop()
         backend.close()
@@ -138,6 +142,19 @@ def test_chromium_loads_page_through_pqproxy_with_x25519mlkem768(stack: Stack) -
         assert record["sni"] == HOST, record
         assert record["hello_retry"] is False, record  # Chromium sent an X25519MLKEM768 share up front
         assert int(record["client_hello_size"]) > 1500, record  # 1184-byte ML-KEM key inside; classical ~500
+    # ... and /metrics says the same.
+    samples = _metric_samples(stack.admin)
+    ok_hybrid = samples.get(("pqproxy_handshakes_total", (("group", PQ_GROUP), ("result", "ok"))), 0)
+    assert ok_hybrid >= len(_chromium_connections(stack.proxy)[before:]) >= 1, samples
+    assert samples.get(("pqproxy_quantum_safe_sessions_total", (("quantum_safe", "true"),)), 0) >= 1
+    assert samples.get(("pqproxy_client_hello_size_bytes_count", ()), 0) >= 1
+
+
+def _metric_samples(admin_port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def test_proxy_survives_chromium_rejecting_the_certificate(stack: Stack) -> None:
