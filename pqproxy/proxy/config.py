@@ -383,7 +383,13 @@ def build_server_runtime(settings: ServerSettings, ticket_keys: list[bytes] | No
         if listener.legacy_tls12:
             from .legacy import legacy_context
 
-            legacy = legacy_context(listener.cert, listener.key, listener.client_ca)
+            try:
+                legacy = legacy_context(listener.cert, listener.key, listener.client_ca)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                # e.g. an ML-DSA certificate, which TLS 1.2 (and the ssl module's OpenSSL) cannot use: this
+                # escaped as a traceback (exit 1 at start, a dead supervisor on SIGHUP) instead of exit 2.
+                raise ConfigError(f"{where}.legacy_tls12: OpenSSL cannot serve TLS 1.2 with {listener.cert}: "
+                                  f"{exc}") from None
         host, port = parse_host_port(listener.listen)
         built.append(ListenerRuntime(
             name=f"{host}:{port}", address=(host, port), tls=tls,

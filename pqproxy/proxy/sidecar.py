@@ -81,6 +81,8 @@ class ConnectionRecord:
     mode: str
     listener: str
     peer: str
+    # Which worker process served it (its index under the supervisor): shows the SO_REUSEPORT spread.
+    worker: int | None = None
     started: float = field(default_factory=time.monotonic)
     result: str = "ok"
     version: str | None = None
@@ -108,8 +110,13 @@ class ConnectionRecord:
         self.sni, self.alpn = info.server_name, info.alpn_protocol
         self.client_hello_size, self.hello_retry, self.resumed = info.client_hello_size, info.hello_retry, info.resumed
         self.quantum_safe = info.group in _QUANTUM_SAFE
-        if info.peer_certificate is not None and self.mode == "server":
-            self.client_certificate = info.peer_certificate.subject.rfc4514_string()
+        # A TLS 1.2 (legacy) session's LegacyInfo has no peer_certificate, only the verified client's CN:
+        # reading info.peer_certificate crashed every --legacy-tls12 connection right after its handshake.
+        peer_certificate = getattr(info, "peer_certificate", None)
+        if peer_certificate is not None and self.mode == "server":
+            self.client_certificate = peer_certificate.subject.rfc4514_string()
+        elif getattr(info, "client_cn", None) and self.mode == "server":
+            self.client_certificate = f"CN={info.client_cn}"
         self.handshake_ms = round((time.monotonic() - started) * 1000, 3)
 
     def emit(self) -> None:
@@ -139,22 +146,32 @@ async def _close_quietly(*streams: Any) -> None:
                     pass
 
 
-async def pump(source: ByteStream, sink: ByteStream, count: Any, touch: Any) -> None:
-    """Copy until EOF, then pass the EOF on (half-close). trio's send_all gives backpressure."""
-    while True:
-        data = await source.receive_some()
-        if not data:
-            await sink.send_eof()
-            return
-        touch()
-        count(len(data))
-        await sink.send_all(data)
+async def pump(source: ByteStream, sink: ByteStream, count: Any, touch: Any, failures: list[str],
+               connection: trio.CancelScope) -> None:
+    """Copy until EOF, then pass the EOF on (half-close). trio's send_all gives backpressure.
+
+    A reset or TLS failure on either side ends the whole connection: it is recorded and the other
+    direction is cancelled here, so nothing escapes as an ExceptionGroup from the splice's nursery.
+    """
+    try:
+        while True:
+            data = await source.receive_some()
+            if not data:
+                await sink.send_eof()
+                return
+            touch()
+            count(len(data))
+            await sink.send_all(data)
+    except (TLSError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+        failures.append(str(exc) or type(exc).__name__)
+        connection.cancel()
 
 
 async def splice(client_side: ByteStream, upstream_side: ByteStream, record: ConnectionRecord,
                  metrics: MetricsSink, idle_timeout: float) -> None:
     """Both directions at once until both have seen EOF, or nothing moved for ``idle_timeout``."""
     scope = trio.CancelScope(deadline=trio.current_time() + idle_timeout)
+    failures: list[str] = []
 
     def touch() -> None:
         scope.deadline = trio.current_time() + idle_timeout
@@ -169,13 +186,22 @@ async def splice(client_side: ByteStream, upstream_side: ByteStream, record: Con
 
     with scope:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(pump, client_side, upstream_side, up, touch)
-            nursery.start_soon(pump, upstream_side, client_side, down, touch)
-    if scope.cancelled_caught:
+            nursery.start_soon(pump, client_side, upstream_side, up, touch, failures, nursery.cancel_scope)
+            nursery.start_soon(pump, upstream_side, client_side, down, touch, failures, nursery.cancel_scope)
+    if failures:
+        record.result, record.error = "peer_reset", failures[0]
+    elif scope.cancelled_caught:
         record.result = "idle_timeout"
 
 
 def _upstream_error_kind(exc: BaseException) -> str:
+    # trio.open_tcp_stream raises a plain OSError (errno None) "all attempts to connect ... failed" whose
+    # __cause__ is an ExceptionGroup of the per-address errors: classify by those, or a refused connection
+    # would be counted as "connect_error" instead of "connect_refused".
+    cause = exc.__cause__
+    if isinstance(exc, OSError) and exc.errno is None and isinstance(cause, BaseExceptionGroup):
+        kinds = {_upstream_error_kind(inner) for inner in cause.exceptions}
+        return kinds.pop() if len(kinds) == 1 else "connect_error"
     if isinstance(exc, trio.TooSlowError):
         return "connect_timeout"
     if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
@@ -206,8 +232,10 @@ async def open_reuseport_listener(host: str, port: int) -> trio.SocketListener:
 class Proxy:
     """One worker's proxy. ``runtime`` may be replaced at any time (reload)."""
 
-    def __init__(self, runtime: ServerRuntime | ClientRuntime, metrics: MetricsSink | None = None) -> None:
+    def __init__(self, runtime: ServerRuntime | ClientRuntime, metrics: MetricsSink | None = None,
+                 worker: int | None = None) -> None:
         self.runtime = runtime
+        self.worker = worker
         self.metrics: MetricsSink = metrics or NullMetrics()  # type: ignore[assignment]
         self.active = 0
         self.draining = False
@@ -260,6 +288,15 @@ class Proxy:
             log.info(json.dumps({"event": "drain_timeout", "cancelled": self.active}))
             self._connections.cancel_scope.cancel()
 
+    def _note_drain_cut(self, record: ConnectionRecord) -> None:
+        """A connection still open when drain_timeout expired was cancelled: say so in its log line.
+
+        (Checked here rather than with ``except trio.Cancelled``: the cancellation leaves the splice nursery
+        wrapped in an exception group, so such a clause never ran and the line said "ok".)
+        """
+        if self._connections is not None and self._connections.cancel_scope.cancel_called and record.result == "ok":
+            record.result = "drain_timeout"
+
     async def _accept_loop(self, listener: trio.SocketListener, index: int, connections: trio.Nursery) -> None:
         while True:
             try:
@@ -286,6 +323,9 @@ class Proxy:
                 await self.handle_server_connection(stream, listener, runtime)
             else:
                 await self.handle_client_connection(stream, runtime)
+        except Exception as exc:  # a bug must cost this connection only, never the worker and its others
+            log.error(json.dumps({"event": "connection_crashed", "error": f"{type(exc).__name__}: {exc}"}))
+            await _close_quietly(stream)
         finally:
             self.active -= 1
 
@@ -294,7 +334,7 @@ class Proxy:
     async def handle_server_connection(self, client: trio.SocketStream, listener: ListenerRuntime,
                                        runtime: ServerRuntime) -> None:
         limits = runtime.limits
-        record = ConnectionRecord("server", listener.name, _peer(client))
+        record = ConnectionRecord("server", listener.name, _peer(client), self.worker)
         metrics = self.metrics
         metrics.connection_opened(listener.name)
         upstream: trio.SocketStream | None = None
@@ -344,6 +384,7 @@ class Proxy:
         finally:
             await _close_quietly(upstream, client)
             metrics.connection_closed(listener.name)
+            self._note_drain_cut(record)
             record.emit()
 
     async def _server_handshake(self, client: trio.SocketStream, listener: ListenerRuntime) -> Any:
@@ -395,7 +436,7 @@ class Proxy:
 
     async def handle_client_connection(self, app: trio.SocketStream, runtime: ClientRuntime) -> None:
         limits = runtime.limits
-        record = ConnectionRecord("client", "{}:{}".format(*runtime.address), _peer(app))
+        record = ConnectionRecord("client", "{}:{}".format(*runtime.address), _peer(app), self.worker)
         metrics = self.metrics
         metrics.connection_opened(record.listener)
         remote: trio.SocketStream | None = None
@@ -430,6 +471,7 @@ class Proxy:
         finally:
             await _close_quietly(remote, app)
             metrics.connection_closed(record.listener)
+            self._note_drain_cut(record)
             record.emit()
 
 

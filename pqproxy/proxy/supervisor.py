@@ -48,6 +48,8 @@ log = logging.getLogger("pqproxy")
 # A worker that keeps dying is not restarted forever: at most this many restarts per minute.
 MAX_RESTARTS_PER_MINUTE = 10
 WORKER_START_TIMEOUT = 30.0
+# Seconds between a worker's checks that its supervisor is still alive (see _watch_parent).
+PARENT_CHECK_INTERVAL = 0.5
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,9 @@ def raise_fd_limit() -> None:
 def worker_main(source: ConfigSource, ticket_keys: list[bytes], ready: Any, worker_id: int) -> None:
     """Entry point of a worker process (multiprocessing 'spawn')."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor turns Ctrl-C into SIGTERM for us
+    # A SIGHUP before _worker listens for it would kill us (the default action); this worker reads the
+    # configuration as it starts anyway, so there is nothing to reload yet.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     settings = source.load()
     setup_logging(settings.log_level)
     raise_fd_limit()
@@ -106,10 +111,12 @@ async def _worker(source: ConfigSource, ticket_keys: list[bytes], ready: Any, wo
     from .sidecar import Proxy
 
     metrics = Metrics()
-    proxy = Proxy(source.build(ticket_keys), metrics)
+    proxy = Proxy(source.build(ticket_keys), metrics, worker_id)
     with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(proxy.serve)
+            watchdog = trio.CancelScope()
+            nursery.start_soon(_watch_parent, os.getppid(), watchdog)
             ready.set()
             async for signum in signals:
                 if signum == signal.SIGHUP:
@@ -118,14 +125,28 @@ async def _worker(source: ConfigSource, ticket_keys: list[bytes], ready: Any, wo
                     drain = proxy.runtime.limits.drain_timeout
                     await proxy.drain(drain)
                     break
+            watchdog.cancel()
             nursery.cancel_scope.deadline = trio.current_time() + 1
+
+
+async def _watch_parent(parent: int, scope: trio.CancelScope) -> None:
+    """Drain and exit when the supervisor is gone (SIGKILL, OOM killer): it can no longer tell us to.
+
+    Without this the workers lived on as orphans, still accepting on the SO_REUSEPORT port, so a restarted
+    pqproxy would have shared its port with workers running the old configuration.
+    """
+    with scope:
+        while os.getppid() == parent:
+            await trio.sleep(PARENT_CHECK_INTERVAL)
+        log.warning(json.dumps({"event": "supervisor_gone", "pid": os.getpid()}))
+        os.kill(os.getpid(), signal.SIGTERM)  # the same drain as a SIGTERM from the supervisor
 
 
 def _reload(proxy: Any, source: ConfigSource, ticket_keys: list[bytes], worker_id: int) -> None:
     try:
         runtime = source.build(ticket_keys)
-    except ConfigError as exc:
-        log.error(json.dumps({"event": "reload_failed", "worker": worker_id, "error": str(exc)}))
+    except Exception as exc:  # ConfigError, or anything else: a reload must not kill the worker
+        log.error(json.dumps({"event": "reload_failed", "worker": worker_id, "error": _describe(exc)}))
         return
     old = proxy.runtime
     if _addresses(old) != _addresses(runtime):
@@ -133,6 +154,10 @@ def _reload(proxy: Any, source: ConfigSource, ticket_keys: list[bytes], worker_i
                                 "note": "listen addresses change only on restart"}))
     proxy.runtime = runtime
     log.info(json.dumps({"event": "reloaded", "worker": worker_id}))
+
+
+def _describe(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
 
 
 def _addresses(runtime: Any) -> list[tuple[str, int]]:
@@ -171,6 +196,12 @@ class Supervisor:
         )
 
     async def run(self) -> int:
+        # Signals are received from the very start: a SIGTERM or SIGHUP while the workers start used to kill
+        # the supervisor (the default action) and leave its workers running; now it waits in the queue.
+        with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
+            return await self._run(signals)
+
+    async def _run(self, signals: Any) -> int:
         from .metrics import Metrics
 
         self.metrics = Metrics()
@@ -199,26 +230,29 @@ class Supervisor:
                                                     draining=lambda: self.draining))
                 log.info(json.dumps({"event": "admin", "address": "{}:{}".format(*bound)}))
             nursery.start_soon(self._watch_workers)
-            code = await self._handle_signals()
+            code = await self._handle_signals(signals)
             nursery.cancel_scope.cancel()
         return code
 
-    async def _handle_signals(self) -> int:
-        with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                if signum == signal.SIGHUP:
-                    self._reload()
-                    continue
-                return await self._drain()
+    async def _handle_signals(self, signals: Any) -> int:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                self._reload()
+                continue
+            return await self._drain()
         return 0
 
     def _reload(self) -> None:
         try:
-            self.source.build(self.ticket_keys)  # validate, and check the files load, before telling workers
-        except ConfigError as exc:
-            log.error(json.dumps({"event": "reload_failed", "error": str(exc)}))
+            # Validate, and check the files load, before telling workers.
+            runtime = self.source.build(self.ticket_keys)
+        except Exception as exc:  # ConfigError, or anything else: a reload must not kill us
+            log.error(json.dumps({"event": "reload_failed", "error": _describe(exc)}))
             self.metrics.reload("error")
             return
+        # The supervisor's own copy too: _drain's budget comes from limits.drain_timeout, which the workers
+        # take from the new configuration (with the old copy a longer new drain_timeout got workers killed).
+        self.settings = runtime.settings
         self.metrics.reload("ok")
         self._signal_all(signal.SIGHUP)
 
