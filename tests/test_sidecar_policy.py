@@ -6,10 +6,12 @@ from a TOML file, and configuration errors through the CLI (exit 2, the exact ke
 from __future__ import annotations
 
 import importlib.util
+import json
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ import pytest
 from cryptography import x509
 
 from pqproxy.certs import write_dev_pki
+from pqproxy.proxy.proxy_protocol import decode_v2, v2_header_length
 from pqproxy.tls.certificates import CertificateChain
 from pqproxy.tls.codepoints import NamedGroup
 from pqproxy.tls.config import TLSConfig
@@ -415,3 +418,77 @@ def test_broken_toml_exits_2(tmp_path: Path) -> None:
     result = run_cli("server", "--config", str(path))
     assert result.returncode == 2 and "not valid TOML" in result.stderr, result.stderr
     assert time.monotonic() - start < 20
+
+
+class ProxyHeaderBackend:
+    """An upstream that expects a PROXY v2 header, decodes it strictly, answers with what it read as JSON."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server((HOST, 0))
+        self.sock.settimeout(0.2)
+        self.address = "{}:{}".format(*self.sock.getsockname()[:2])
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                try:
+                    while (length := v2_header_length(data)) is None or len(data) < length:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    header = decode_v2(data[: v2_header_length(data) or 0])
+                    ssl_info = header.ssl
+                    assert ssl_info is not None and header.source is not None
+                    conn.sendall(json.dumps({
+                        "source_port": header.source[1], "authority": header.authority,
+                        "version": ssl_info.version, "cipher": ssl_info.cipher, "group": ssl_info.group,
+                    }).encode())
+                except (OSError, ValueError, AssertionError) as exc:
+                    conn.sendall(json.dumps({"error": repr(exc)}).encode())
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+        self.thread.join(5)
+
+
+def test_second_listener_from_toml_sends_proxy_protocol_v2(pki: dict[str, Path], echo: Backend,
+                                                           tmp_path: Path) -> None:
+    """[[listeners]] inherits the top-level keys and overrides some; its upstream gets a PROXY v2 header
+    carrying the client's address and the TLS facts, the key-exchange group included."""
+    header_backend = ProxyHeaderBackend()
+    second = free_port()
+    try:
+        config = tmp_path / "listeners.toml"
+        config.write_text(
+            f'upstream = "{echo.address}"\ncert = "{pki["server"]}"\nkey = "{pki["server_key"]}"\n'
+            f'[[listeners]]\nlisten = "{HOST}:{second}"\nupstream = "{header_backend.address}"\n'
+            "proxy_protocol = true\n"
+        )
+        with running(["--config", str(config)], admin=False) as server:
+            with EngineClient(server.port, engine_config(pki)) as c:  # the first listener: plain echo
+                assert c.handshake() is not None
+                c.send(b"plain")
+                assert c.read_until(5) == b"plain"
+            with EngineClient(second, engine_config(pki)) as c:
+                info = c.handshake()
+                assert info is not None and info.group == HYBRID
+                c.read_to_end()
+                facts = json.loads(bytes(c.received))
+                local_port = c.sock.getsockname()[1]
+            assert facts == {"source_port": local_port, "authority": "localhost", "version": "TLSv1.3",
+                             "cipher": "TLS_AES_128_GCM_SHA256", "group": HYBRID}, facts
+            record = server.wait_for(lambda r: r.get("listener") == f"{HOST}:{second}")
+            assert record["upstream"] == header_backend.address and record["result"] == "ok"
+    finally:
+        header_backend.close()
