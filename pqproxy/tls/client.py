@@ -23,13 +23,12 @@ from .codepoints import (
     ExtensionType,
     HandshakeType,
     PskKeyExchangeMode,
-    SignatureScheme,
+    signature_scheme_name,
 )
 from .connection import TLSConnection
 from .events import HandshakeComplete, SessionTicketReceived
 from .extensions import (
     Cookie,
-    ImportedIdentity,
     KeyShareClientHello,
     KeyShareEntry,
     KeyShareHelloRetryRequest,
@@ -45,6 +44,7 @@ from .extensions import (
     SignatureSchemeList,
     SupportedVersionsClient,
     SupportedVersionsServer,
+    check_extension_block,
     empty_extension,
     ext,
 )
@@ -55,8 +55,6 @@ from .key_schedule import (
     KeySchedule,
     Transcript,
     finished_verify_data,
-    hkdf_expand_label,
-    hkdf_extract,
     resumption_psk,
     secrets_equal,
 )
@@ -72,6 +70,7 @@ from .messages import (
     NewSessionTicket,
     ServerHello,
 )
+from .psk import import_external_psk, message_hash
 from .session import MAX_TICKET_LIFETIME, SessionTicket
 
 # A server could send tickets forever; keep the first few and ignore the rest.
@@ -98,30 +97,6 @@ class _OfferedPsk:
     obfuscated_age: int
     ticket: SessionTicket | None = None
 
-
-def import_external_psk(identity: bytes, key: bytes, context: bytes, hash_name: str) -> tuple[bytes, bytes]:
-    """RFC 9258 §4.2: (ImportedIdentity on the wire, ipskx) for TLS 1.3 and the given KDF."""
-    imported = ImportedIdentity(identity, context, TLS13, 0x0001 if hash_name == "sha256" else 0x0002)
-    wire = imported.encode()
-    hash_len = 32 if hash_name == "sha256" else 48
-    epskx = hkdf_extract(hash_name, bytes(hash_len), key)
-    ipskx = hkdf_expand_label(hash_name, epskx, b"derived psk", hashlib.new(hash_name, wire).digest(), hash_len)
-    return wire, ipskx
-
-
-def _message_hash(hash_name: str, client_hello1: bytes) -> bytes:
-    digest = hashlib.new(hash_name, client_hello1).digest()
-    return bytes((HandshakeType.message_hash, 0, 0, len(digest))) + digest
-
-
-def check_extension_block(extensions: list[Extension], where: str) -> set[int]:
-    """RFC 8446 §4.2: at most one extension of a type per block."""
-    seen: set[int] = set()
-    for e in extensions:
-        if e.type in seen:
-            raise illegal_parameter(f"duplicate extension 0x{e.type:04x} in {where}")
-        seen.add(e.type)
-    return seen
 
 
 class ClientHandshake:
@@ -243,7 +218,7 @@ class ClientHandshake:
         for p in self.offered_psks:
             h = hashlib.new(p.hash_name)
             if prefix_for_hash is not None:
-                h.update(_message_hash(p.hash_name, self.client_hello1_raw))
+                h.update(message_hash(p.hash_name, self.client_hello1_raw))
                 h.update(self.hello_retry_raw)
             h.update(truncated)
             early = KeySchedule(p.hash_name, p.psk)
@@ -508,7 +483,7 @@ class ClientHandshake:
             psk=psk.kind if psk else None,
             psk_identity=psk.external_identity if psk else None,
             peer_certificate=self.server_certificate,
-            signature_scheme=_scheme_name(self.signature_scheme),
+            signature_scheme=signature_scheme_name(self.signature_scheme),
             hello_retry=bool(self.hello_retry_raw),
             client_hello_size=self.client_hello_size,
         ))
@@ -591,15 +566,6 @@ def _is_ip_literal(name: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _scheme_name(scheme: int | None) -> str | None:
-    if scheme is None:
-        return None
-    try:
-        return SignatureScheme(scheme).name
-    except ValueError:
-        return f"0x{scheme:04x}"
 
 
 class TLSClient(TLSConnection):

@@ -149,3 +149,12 @@ HELLO_RETRY_REQUEST_RANDOM = bytes.fromhex(
 # RFC 8446 §4.1.3: downgrade sentinels in ServerHello.random of TLS 1.2/1.1 servers.
 DOWNGRADE_TLS12 = bytes.fromhex("444F574E47524401")
 DOWNGRADE_TLS11 = bytes.fromhex("444F574E47524400")
+
+
+def signature_scheme_name(scheme: int | None) -> str | None:
+    if scheme is None:
+        return None
+    try:
+        return SignatureScheme(scheme).name
+    except ValueError:
+        return f"0x{scheme:04x}"

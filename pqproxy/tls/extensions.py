@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .alerts import decode_error
+from .alerts import decode_error, illegal_parameter
 from .codepoints import ExtensionType
 from .messages import Extension
 from .wire import Reader, u16, u16_list, vec8, vec16
@@ -333,3 +333,13 @@ def ext(ext_type: ExtensionType | int, body: object | bytes = b"") -> Extension:
     """Build an Extension from a typed body (anything with ``encode``) or raw bytes."""
     data = body if isinstance(body, bytes) else body.encode()  # type: ignore[attr-defined]
     return Extension(int(ext_type), data)
+
+
+def check_extension_block(extensions: list[Extension], where: str) -> set[int]:
+    """RFC 8446 §4.2: at most one extension of a type per block."""
+    seen: set[int] = set()
+    for e in extensions:
+        if e.type in seen:
+            raise illegal_parameter(f"duplicate extension 0x{e.type:04x} in {where}")
+        seen.add(e.type)
+    return seen

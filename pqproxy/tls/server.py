@@ -17,7 +17,6 @@ from typing import Any
 
 from . import certificates
 from .alerts import AlertDescription, TLSAlert, decode_error, illegal_parameter, unexpected_message
-from .client import check_extension_block, import_external_psk
 from .codepoints import (
     HELLO_RETRY_REQUEST_RANDOM,
     TLS12,
@@ -25,7 +24,7 @@ from .codepoints import (
     ExtensionType,
     HandshakeType,
     PskKeyExchangeMode,
-    SignatureScheme,
+    signature_scheme_name,
 )
 from .connection import MAX_EARLY_DATA_SKIP, TLSConnection
 from .events import HandshakeComplete
@@ -45,6 +44,7 @@ from .extensions import (
     SignatureSchemeList,
     SupportedVersionsClient,
     SupportedVersionsServer,
+    check_extension_block,
     empty_extension,
     ext,
 )
@@ -70,6 +70,7 @@ from .messages import (
     NewSessionTicket,
     ServerHello,
 )
+from .psk import import_external_psk, message_hash
 from .session import TicketState
 
 # Go's reason, and ours: "not to let cheap ClientHello messages cause too much work".
@@ -386,8 +387,7 @@ class ServerHandshake:
         h = hashlib.new(hash_name)
         if self.hello_retry:
             assert self.first is not None
-            digest = hashlib.new(hash_name, self.first.raw).digest()
-            h.update(bytes((HandshakeType.message_hash, 0, 0, len(digest))) + digest)
+            h.update(message_hash(hash_name, self.first.raw))
             h.update(self.hello_retry_raw)
         h.update(truncated)
         schedule = KeySchedule(hash_name, accepted.psk)
@@ -573,7 +573,7 @@ class ServerHandshake:
             psk=psk.kind if psk else None,
             psk_identity=psk.external_identity if psk else None,
             peer_certificate=self.client_certificate,
-            signature_scheme=_scheme_name(self.signature_scheme) if self.send_certificate else None,
+            signature_scheme=signature_scheme_name(self.signature_scheme) if self.send_certificate else None,
             hello_retry=self.hello_retry,
             client_hello_size=self.client_hello_size,
         ))
@@ -626,15 +626,6 @@ def _certificate_for(table: Any, name: str | None) -> Any:
         return table[name]
     _, _, rest = name.partition(".")
     return table.get("*." + rest) if rest else None
-
-
-def _scheme_name(scheme: int | None) -> str | None:
-    if scheme is None:
-        return None
-    try:
-        return SignatureScheme(scheme).name
-    except ValueError:
-        return f"0x{scheme:04x}"
 
 
 class TLSServer(TLSConnection):
