@@ -66,3 +66,16 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+
+
+def raw_exchange(port: int, data: bytes, host: str = "127.0.0.1", timeout: float = TIMEOUT) -> bytes:
+    """Send raw bytes as a TLS client would, then read what the server answers until it closes."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(data)
+        answer = bytearray()
+        try:
+            while chunk := s.recv(65536):
+                answer.extend(chunk)
+        except ConnectionResetError:
+            pass
+        return bytes(answer)

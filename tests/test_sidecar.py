@@ -22,7 +22,8 @@ from pqproxy.tls.codepoints import ExtensionType, NamedGroup
 from pqproxy.tls.extensions import KeyShareServerHello
 from pqproxy.tls.hello import HelloSpec, build_client_hello
 from pqproxy.tls.messages import Extension, ServerHello, find_extension
-from tests.procs import TIMEOUT, Proc, free_port
+from tests.procs import TIMEOUT, Proc, free_port, raw_exchange
+from tests.tls_helpers import plaintext_alert
 
 
 class EchoBackend:
@@ -120,23 +121,6 @@ def test_pipe_carries_bytes_and_half_close(pipe: tuple[int, int, Proc, Proc]) ->
     assert record["client_hello_size"] and 1200 < int(record["client_hello_size"]) < 2400  # type: ignore[arg-type]
 
 
-def raw_hello_exchange(port: int, records: bytes) -> bytes:
-    """Send raw bytes as a TLS client would, then read what the server answers until it closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
-        s.sendall(records)
-        answer = bytearray()
-        try:
-            while chunk := s.recv(65536):
-                answer.extend(chunk)
-        except ConnectionResetError:
-            pass
-        return bytes(answer)
-
-
-def plaintext_alert(description: int) -> bytes:
-    return bytes((21, 3, 3, 0, 2, 2, description))
-
-
 def _wrong_length_hybrid() -> bytes:
     return build_client_hello(HelloSpec(server_name="localhost", key_shares=[(NamedGroup.X25519MLKEM768, bytes(1215))],
                                         groups=[NamedGroup.X25519MLKEM768])).records()
@@ -186,7 +170,7 @@ def test_hostile_hello_gets_alert_and_proxy_stays_up(
     server_port, client_port, server, _ = pipe
     assert callable(make)
     start = time.monotonic()
-    answer = raw_hello_exchange(server_port, make())
+    answer = raw_exchange(server_port, make())
     if alert is None:
         assert answer == b""
         assert time.monotonic() - start >= 2.5  # held until --handshake-timeout 3, not closed at once

@@ -27,8 +27,9 @@ from pqproxy.tls.certificates import CertificateChain
 from pqproxy.tls.codepoints import NamedGroup
 from pqproxy.tls.config import TLSConfig
 from pqproxy.tls.hello import HelloSpec, build_client_hello
-from tests.procs import free_port
+from tests.procs import free_port, raw_exchange
 from tests.sidecar_kit import HOST, TIMEOUT, Backend, EngineClient, Sidecar, server_args
+from tests.tls_helpers import plaintext_alert
 
 REFUSALS = "pqproxy_refusals_total"
 HYBRID = "X25519MLKEM768"
@@ -219,27 +220,11 @@ def test_mtls_allowed_client_is_logged_with_its_subject(mtls: Sidecar, pki: dict
 # --- the other refusals ------------------------------------------------------------------------------------------
 
 
-def _raw_exchange(port: int, data: bytes) -> bytes:
-    with socket.create_connection((HOST, port), timeout=TIMEOUT) as s:
-        s.sendall(data)
-        answer = bytearray()
-        try:
-            while chunk := s.recv(65536):
-                answer.extend(chunk)
-        except ConnectionResetError:
-            pass
-        return bytes(answer)
-
-
-def _plaintext_alert(name: int) -> bytes:
-    return bytes((21, 3, 3, 0, 2, 2, name))
-
-
 def test_client_hello_over_the_cap(strict: Sidecar) -> None:
     hello = build_client_hello(HelloSpec(server_name="localhost", pad_to=5000)).records()
     answers: list[bytes] = []
-    record = refused(strict, "client_hello_too_large", lambda: answers.append(_raw_exchange(strict.port, hello)))
-    assert answers[0] == _plaintext_alert(47)  # illegal_parameter
+    record = refused(strict, "client_hello_too_large", lambda: answers.append(raw_exchange(strict.port, hello)))
+    assert answers[0] == plaintext_alert(47)  # illegal_parameter
     assert record["alert"] == "illegal_parameter"
 
 
@@ -254,8 +239,8 @@ def test_no_common_group(strict: Sidecar, pki: dict[str, Path]) -> None:
 def test_garbage_gets_a_generic_alert(strict: Sidecar) -> None:
     answers: list[bytes] = []
     record = refused(strict, "tls_alert",
-                     lambda: answers.append(_raw_exchange(strict.port, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")))
-    assert answers[0] == _plaintext_alert(10)  # unexpected_message
+                     lambda: answers.append(raw_exchange(strict.port, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")))
+    assert answers[0] == plaintext_alert(10)  # unexpected_message
     assert record["result"] == "tls_error" and record["alert"] == "unexpected_message"
 
 

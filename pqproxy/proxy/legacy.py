@@ -37,7 +37,7 @@ from ..tls.extensions import SupportedVersionsClient
 from ..tls.groups import group_name
 from ..tls.messages import ClientHello, find_extension
 from ..tls.record import RecordLayer
-from .tlsstream import TLSError
+from .tlsstream import TLSError, half_close
 
 RECEIVE_SIZE = 64 * 1024
 SEND_CHUNK = 64 * 1024  # plaintext handed to OpenSSL at once: bounds the outgoing BIO
@@ -469,12 +469,7 @@ class LegacyTLSStream:
             await self._flush_quietly()
             raise _error(exc, "shutdown") from None
         await self._flush()
-        send_eof = getattr(self.transport, "send_eof", None)
-        if send_eof is not None:
-            try:
-                await send_eof()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass
+        await half_close(self.transport)
 
     async def aclose(self) -> None:
         await self.transport.aclose()

@@ -22,7 +22,7 @@ import trio
 from ..tls.client import TLSClient
 from ..tls.server import TLSServer
 from .config import ClientRuntime, ListenerRuntime, ServerRuntime
-from .tlsstream import TLSError, TLSStream
+from .tlsstream import TLSError, TLSStream, half_close
 
 log = logging.getLogger("pqproxy")
 PUMP_CHUNK = 64 * 1024
@@ -68,10 +68,7 @@ class PlainStream:
         await self.stream.send_all(data)
 
     async def send_eof(self) -> None:
-        try:
-            await self.stream.send_eof()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
+        await half_close(self.stream)
 
 
 @dataclass

@@ -14,6 +14,16 @@ from ..tls.events import AlertReceived, AlertSent, ApplicationData, Event, Hands
 RECEIVE_SIZE = 64 * 1024
 
 
+async def half_close(transport: trio.abc.Stream) -> None:
+    """Shut our write side (TCP FIN) if the transport can; a peer that is already gone is not an error."""
+    send_eof = getattr(transport, "send_eof", None)
+    if send_eof is not None:
+        try:
+            await send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+
 class TLSError(Exception):
     """The TLS connection failed: we sent or received a fatal alert, or the peer vanished mid-handshake."""
 
@@ -120,12 +130,7 @@ class TLSStream:
         """close_notify, then half-close the transport (RFC 8446 §6.1 allows the peer to go on writing)."""
         self.conn.close()
         await self._flush()
-        send_eof = getattr(self.transport, "send_eof", None)
-        if send_eof is not None:
-            try:
-                await send_eof()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass
+        await half_close(self.transport)
 
     async def aclose(self) -> None:
         await self.transport.aclose()
