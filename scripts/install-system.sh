@@ -2,13 +2,18 @@
 # Installs the Debian packages the tests use as real peers and middleboxes; idempotent.
 #   chromium  - a real browser with X25519MLKEM768 (tests/test_browser_e2e.py)
 #   haproxy   - a real PROXY-protocol peer and SNI router (tests/test_proxy_protocol.py, the probe suite)
+#   nginx     - stream ssl_preread, a middlebox that handles split and multi-record hellos (the probe suite)
+#   squid     - ssl_bump peek, another real middlebox (the probe suite)
+#   tcpdump   - regenerates captures/ (make captures) and records probe packets
+#   nftables  - the probe's raw-packet mode drops the kernel's RSTs for its own connections while it runs
 # Already installed -> print versions and stop. Otherwise, as root: apt-get update once, then install.
 # Outside CI a machine where that is impossible (not root, no apt-get) only gets a warning: those tests then
 # skip and say how to install. In CI (CI=true) anything missing fails the run.
 set -euo pipefail
 
 # package:command pairs
-wanted=("chromium:chromium" "haproxy:haproxy")
+wanted=("chromium:chromium" "haproxy:haproxy" "nginx:nginx" "libnginx-mod-stream:/usr/lib/nginx/modules/ngx_stream_module.so"
+        "squid:squid" "tcpdump:tcpdump" "nftables:nft")
 
 give_up() {
     if [ "${CI:-}" = "true" ]; then
@@ -19,9 +24,13 @@ give_up() {
     exit 0
 }
 
+have() {  # a command on PATH, or a file that must exist
+    case "$1" in /*) [ -e "$1" ] ;; *) command -v "$1" >/dev/null 2>&1 ;; esac
+}
+
 missing=()
 for pair in "${wanted[@]}"; do
-    command -v "${pair#*:}" >/dev/null 2>&1 || missing+=("${pair%%:*}")
+    have "${pair#*:}" || missing+=("${pair%%:*}")
 done
 
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -32,7 +41,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
         || give_up "apt-get install ${missing[*]} failed"
     for pair in "${wanted[@]}"; do
-        command -v "${pair#*:}" >/dev/null 2>&1 || give_up "${pair%%:*} installed but ${pair#*:} is not on PATH"
+        have "${pair#*:}" || give_up "${pair%%:*} installed but ${pair#*:} is not on PATH"
     done
 fi
-echo "system: $(chromium --version 2>/dev/null); $(haproxy -v 2>/dev/null | head -1)"
+echo "system: $(chromium --version 2>/dev/null); $(haproxy -v 2>/dev/null | head -1); $(nginx -v 2>&1); $(squid -v 2>/dev/null | head -1); $(tcpdump --version 2>&1 | head -1); $(nft --version)"

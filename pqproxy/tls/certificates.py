@@ -790,3 +790,14 @@ def _san_matches(names: x509.SubjectAlternativeName, subject: x509.DNSName | x50
             if head and rest == pattern[2:] and "*" not in rest:
                 return True
     return False
+
+
+def certificate_matches_name(cert: x509.Certificate, server_name: str) -> bool:
+    """Whether the leaf's subjectAltName covers ``server_name`` (RFC 6125 as verification does it), with
+    no path validation: the probe uses it to tell the backend that owns a name from a default one."""
+    try:
+        subject = _server_subject(server_name)
+    except TLSAlert:
+        return False
+    names = _extension(cert, x509.SubjectAlternativeName)
+    return subject is not None and names is not None and _san_matches(names, subject)

@@ -153,6 +153,25 @@ class ClientHandshake:
         self.conn.send_handshake(raw)
         self.state = "wait_server_hello"
 
+    def start_with_hello(self, hello: ClientHello, key_shares: dict[int, ClientKeyShare]) -> None:
+        """Start from a ClientHello someone else built (the probe's, with GREASE, padding, any order).
+
+        The message goes into ``data_to_send`` like ours would; a probe may take it out and deliver it in
+        its own shape. The rest of the handshake (HRR, ServerHello, the server's flight) is checked as
+        usual against ``config``, which must name the groups and suites the hello offers. Shares for groups
+        we do not implement are not in ``key_shares``: a server choosing one fails the handshake.
+        """
+        if any(e.type == ExtensionType.pre_shared_key for e in hello.extensions):
+            raise ValueError("a prebuilt ClientHello cannot offer PSKs (their binders need the key schedule)")
+        self.key_shares = dict(key_shares)
+        self.client_hello = hello
+        raw = hello.encode()
+        self.client_hello1_raw = raw
+        self.client_hello_size = len(raw)
+        self.transcript.update(raw)
+        self.conn.send_handshake(raw)
+        self.state = "wait_server_hello"
+
     def _prepare_psks(self, now: float) -> None:
         config = self.config
         ticket: SessionTicket | None = config.resume_session
@@ -571,8 +590,12 @@ def _is_ip_literal(name: str) -> bool:
 class TLSClient(TLSConnection):
     """A client-side connection; the ClientHello is ready in ``data_to_send`` as soon as it is made."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Any, hello: ClientHello | None = None,
+                 key_shares: dict[int, ClientKeyShare] | None = None) -> None:
         super().__init__(config, is_client=True)
         self.handshake = ClientHandshake(self)
         self._handshake = self.handshake
-        self.handshake.start()
+        if hello is None:
+            self.handshake.start()
+        else:
+            self.handshake.start_with_hello(hello, key_shares or {})

@@ -1,0 +1,200 @@
+"""Real middleboxes on loopback for the probe suite's tests: HAProxy 2.6 and nginx 1.22 routing on SNI.
+
+Each box routes the name ``good.test`` to one TLS backend and everything else to a *default* backend
+with another certificate, the way SNI routers are deployed. A box that loses the SNI therefore answers
+with the wrong certificate, which is exactly what the probe must notice.
+
+- ``haproxy_sni_router(inspect=False)``: ``use_backend ... if { req.ssl_sni ... }`` and no
+  ``tcp-request content`` rule: HAProxy decides on whatever bytes it has when the stream starts.
+- ``haproxy_sni_router(inspect=True)``: the documented recipe, ``tcp-request inspect-delay`` plus
+  ``tcp-request content accept if { req.ssl_hello_type 1 }``: it waits for the hello, but
+  ``req.ssl_sni`` still reads only the first record.
+- ``nginx_sni_router()``: ``ssl_preread on`` with a ``map $ssl_preread_server_name``: reassembles.
+
+Backends are ``pqproxy server`` processes (hybrid key exchange), each with its own dev PKI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from pqproxy.certs import write_dev_pki
+from tests.procs import free_port
+from tests.sidecar_kit import Backend, Sidecar, server_args
+
+HOST = "127.0.0.1"
+GOOD_NAME = "good.test"
+STEP = 15.0
+INSPECT_DELAY_MS = 1500
+
+
+def require_binary(name: str, hint: str) -> str:
+    found = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}",) if os.access(p, os.X_OK)), None)
+    if found:
+        return found
+    message = f"{name} not installed ({hint}): the probe suite's middlebox tests need it"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def leaf_sha256(cert_pem: Path) -> str:
+    cert = x509.load_pem_x509_certificate(cert_pem.read_bytes())
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+
+
+@dataclass
+class TLSBackend:
+    sidecar: Sidecar
+    upstream: Backend
+    certificate_sha256: str
+    pki: dict[str, Path]
+
+    @property
+    def port(self) -> int:
+        return self.sidecar.port
+
+
+@contextmanager
+def tls_backend(work: Path, name: str) -> Iterator[TLSBackend]:
+    # The default backend's certificate does not cover good.test: a misrouted client sees the wrong name.
+    names = (GOOD_NAME, "localhost", HOST) if name == "good" else (f"{name}.test",)
+    pki = write_dev_pki(work / f"pki-{name}", alg="ecdsa", names=names)
+    upstream = Backend("echo")
+    sidecar = Sidecar("server", server_args(pki, upstream.address), admin=False)
+    try:
+        yield TLSBackend(sidecar, upstream, leaf_sha256(pki["server"]), pki)
+    finally:
+        sidecar.stop(check=False)
+        upstream.close()
+
+
+@dataclass
+class Router:
+    port: int
+    good: TLSBackend  # where good.test belongs
+    default: TLSBackend  # where a box that lost the SNI sends you
+    log: Path
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    import socket
+
+    deadline = time.monotonic() + STEP
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}: {log.read_text(errors='replace')}")
+        try:
+            socket.create_connection((HOST, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}: {log.read_text(errors='replace')}")
+
+
+@contextmanager
+def _run(argv: list[str], port: int, log: Path) -> Iterator[None]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_listening(port, proc, log)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@contextmanager
+def haproxy_sni_router(work: Path, *, inspect: bool) -> Iterator[Router]:
+    binary = require_binary("haproxy", "apt-get install haproxy")
+    work.mkdir(parents=True, exist_ok=True)
+    with tls_backend(work, "good") as good, tls_backend(work, "default") as default:
+        port = free_port()
+        rules = ""
+        if inspect:
+            rules = (f"    tcp-request inspect-delay {INSPECT_DELAY_MS}ms\n"
+                     "    tcp-request content accept if { req.ssl_hello_type 1 }\n")
+        config = work / f"haproxy-{'inspect' if inspect else 'plain'}.cfg"
+        config.write_text(
+            f"""global
+    maxconn 256
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+frontend sni_router
+    bind {HOST}:{port}
+{rules}    use_backend good if {{ req.ssl_sni -i {GOOD_NAME} }}
+    default_backend fallback
+backend good
+    server good {HOST}:{good.port}
+backend fallback
+    server fallback {HOST}:{default.port}
+"""
+        )
+        check = subprocess.run([binary, "-c", "-f", str(config)], capture_output=True, text=True, timeout=STEP)
+        assert check.returncode == 0, check.stdout + check.stderr
+        log = config.with_suffix(".log")
+        with _run([binary, "-db", "-f", str(config)], port, log):
+            yield Router(port, good, default, log)
+
+
+NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+
+@contextmanager
+def nginx_sni_router(work: Path) -> Iterator[Router]:
+    binary = require_binary("nginx", "apt-get install nginx libnginx-mod-stream")
+    if not os.path.exists(NGINX_STREAM_MODULE):
+        require_binary("/nonexistent/ngx_stream_module", "apt-get install libnginx-mod-stream")
+    work.mkdir(parents=True, exist_ok=True)
+    with tls_backend(work, "good") as good, tls_backend(work, "default") as default:
+        port = free_port()
+        prefix = work / "nginx"
+        (prefix / "logs").mkdir(parents=True, exist_ok=True)
+        config = prefix / "nginx.conf"
+        config.write_text(
+            f"""load_module {NGINX_STREAM_MODULE};
+daemon off;
+master_process off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log info;
+events {{ worker_connections 256; }}
+stream {{
+    map $ssl_preread_server_name $pq_backend {{
+        {GOOD_NAME} {HOST}:{good.port};
+        default {HOST}:{default.port};
+    }}
+    server {{
+        listen {HOST}:{port};
+        ssl_preread on;
+        preread_timeout 5s;
+        proxy_pass $pq_backend;
+    }}
+}}
+"""
+        )
+        argv = [binary, "-p", str(prefix), "-c", str(config)]
+        check = subprocess.run([*argv, "-t"], capture_output=True, text=True, timeout=STEP)
+        assert check.returncode == 0, check.stdout + check.stderr
+        log = prefix / "logs" / "error.log"
+        with _run(argv, port, prefix / "stdout.log"):
+            yield Router(port, good, default, log)
