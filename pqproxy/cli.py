@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(client)
     client.set_defaults(func=run_client)
 
+    from .probe.cli import add_probe_subparser
+
+    add_probe_subparser(sub)
     try:
         from .certs import add_certs_subparser
     except ImportError:  # pragma: no cover

@@ -120,6 +120,9 @@ def profile_spec(name: str, server_name: str | None, options: dict[str, Any] | N
         spec = replace(spec, alpn=tuple(a.encode() for a in opts.pop("alpn")))
     if "seed" in opts:
         spec = replace(spec, shuffle_seed=int(opts.pop("seed")))
+    if opts:
+        raise ValueError(f"profile {name}: unknown option(s) {', '.join(sorted(opts))} "
+                         "(known: groups, key_shares, alpn, seed, sni_end, sni_position)")
     return spec
 
 
@@ -160,15 +163,19 @@ def build_probe_hello(profile: str, server_name: str | None, *, size: int | None
                       sni_end: int | None = None, options: dict[str, Any] | None = None) -> ProbeHello:
     """Build one hello. ``size``: the exact handshake message length. ``sni_end``: place server_name so
     that it ends at this byte offset of the TCP stream (one record), keeping ``size`` if given."""
+    opts = dict(options or {})
+    sni_end = opts.pop("sni_end", sni_end)
+    sni_position = opts.pop("sni_position", None)
     if profile.startswith("replay"):
-        return _replay(profile, size, sni_end)
-    spec = profile_spec(profile, server_name, options)
+        if opts:
+            raise ValueError(f"the replay profile takes no options but sni_end and sni_position, not {sorted(opts)}")
+        return _replay(profile, size, sni_end, sni_position)
+    spec = profile_spec(profile, server_name, opts)
     built = build_client_hello(spec)
     hello = built.hello
     if profile == "chrome":
         _grease_at_the_ends(hello)
-    if sni_end is not None:
-        place_server_name(hello, sni_end)
+    _place(hello, sni_end, sni_position)
     if size is not None:
         pad_client_hello(hello, size)
     return ProbeHello(
@@ -178,7 +185,7 @@ def build_probe_hello(profile: str, server_name: str | None, *, size: int | None
         cipher_suites=tuple(s for s in spec.cipher_suites if not is_grease(s)),
         signature_schemes=tuple(spec.signature_schemes),
         server_name=server_name,
-        readable=bool(built.key_shares),
+        readable=True,  # shares we could not compute are opaque; the server choosing one fails the read
     )
 
 
@@ -225,7 +232,18 @@ def natural_size(profile: str, server_name: str | None, options: dict[str, Any] 
     return len(build_probe_hello(profile, server_name, options=options).encode())
 
 
-def _replay(profile: str, size: int | None, sni_end: int | None) -> ProbeHello:
+def _place(hello: ClientHello, sni_end: int | None, sni_position: str | None) -> None:
+    if sni_end is not None:
+        place_server_name(hello, int(sni_end))
+    elif sni_position is not None:
+        if sni_position not in ("first", "last"):
+            raise ValueError(f"sni_position must be first or last, not {sni_position!r}")
+        sni = [e for e in hello.extensions if e.type == ExtensionType.server_name]
+        rest = [e for e in hello.extensions if e.type != ExtensionType.server_name]
+        hello.extensions = sni + rest if sni_position == "first" else rest + sni
+
+
+def _replay(profile: str, size: int | None, sni_end: int | None, sni_position: str | None) -> ProbeHello:
     from .pcap import load_client_hello
 
     _, _, name = profile.partition(":")
@@ -236,9 +254,8 @@ def _replay(profile: str, size: int | None, sni_end: int | None) -> ProbeHello:
         path = CAPTURES_DIR / f"{name}.pcap"
     raw = load_client_hello(path)
     hello = ClientHello.decode(raw[HANDSHAKE_HEADER:])
-    if size is not None or sni_end is not None:
-        if sni_end is not None:
-            place_server_name(hello, sni_end)
+    if size is not None or sni_end is not None or sni_position is not None:
+        _place(hello, sni_end, sni_position)
         if size is not None:
             pad_client_hello(hello, size)
         raw = hello.encode()

@@ -1,0 +1,365 @@
+"""The catalogue as code: for each REFERENCE.md §3 id, the probes that test it and the rule that reads them.
+
+Every probe names its control: the same hello unsplit (for shapes), small (for sizes) or classical (for
+codepoints). The root of the tree is ``classical/one-write``: a small, ordinary hello in one write. If
+that fails the target is down or not a TLS server, and nothing is blamed on post-quantum.
+
+Rules only read verdicts (``FAIL``: failed while the control passed), so a flaky or down target gives
+``inconclusive`` probes and no diagnosis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from . import model
+from .model import Diagnosis, ProbeResult, ProbeSpec
+
+CLASSICAL_CONTROL = "classical/one-write"
+PQ_CONTROL = "pq/one-write"
+SNI_PEEK = 1024  # the fixed peek buffer of the sni-offset family
+SNI_PROBE_SIZE = 3072  # both sni-offset probes are padded to this, so only the offset differs
+CODEPOINT_PROBE_SIZE = 1600
+DEFAULT_SWEEP = (512, 1024, 1400, 1600, 2048, 3072, 4096, 6144, 8192)
+SWEEP_RESOLUTION = 16  # bytes: the binary search stops when the bracket is this narrow
+MAX_REFINE_STEPS = 10
+
+CHECK_IDS = (*model.DIAGNOSIS_IDS, "readiness")
+NOT_HERE = {"quic-multi-initial": "QUIC probes are not part of the TCP suite yet (issue 7)"}
+
+READINESS_GROUPS = ("X25519MLKEM768", "SecP256r1MLKEM768", "SecP384r1MLKEM1024", "MLKEM768", "MLKEM1024",
+                    "X25519", "secp256r1", "secp384r1")
+
+
+def _spec(id: str, profile: str, delivery: str = "one-write", *, control: str | None, check: str,
+          description: str, size: int | None = None, expect: str = "tls", **options: object) -> ProbeSpec:
+    return ProbeSpec(id=id, profile=profile, delivery=delivery, size=size, control=control, check=check,
+                     expect=expect, description=description, options=dict(options))
+
+
+def controls(pq_profile: str) -> list[ProbeSpec]:
+    return [
+        _spec(CLASSICAL_CONTROL, "classical", control=None, check="control",
+              description="a small classical hello in one write: is the target there at all"),
+        _spec(PQ_CONTROL, pq_profile, control=CLASSICAL_CONTROL, check="control",
+              description="the post-quantum hello in one write: the control of every shape"),
+    ]
+
+
+def probes_for(check: str, pq_profile: str, sweep: Iterable[int] = DEFAULT_SWEEP) -> list[ProbeSpec]:
+    """The probes of one check (controls not included)."""
+    p = pq_profile
+    if check == "split-segments":
+        return [
+            _spec("pq/split@600", p, "split@600", control=PQ_CONTROL, check=check,
+                  description="the hello in two writes, cut at byte 600, with a pause"),
+            _spec("pq/split@100", p, "split@100", control=PQ_CONTROL, check=check,
+                  description="the hello in two writes, cut at byte 100 (before the extensions)"),
+            _spec("classical/split@100", "classical", "split@100", control=CLASSICAL_CONTROL, check=check,
+                  description="a SMALL hello split in two: is it the split, or the size"),
+        ]
+    if check == "tiny-first-segment":
+        return [
+            _spec(f"pq/tiny-first@{n}", p, f"tiny-first@{n}", control=PQ_CONTROL, check=check,
+                  description=f"a first write of {n} byte(s), then the rest")
+            for n in (1, 5, 8)
+        ]
+    if check == "multi-record":
+        return [
+            _spec("pq/records@512", p, "records@512", control=PQ_CONTROL, check=check, sni_position="last",
+                  description="the hello in several TLS records (server_name in a later one), one write"),
+            _spec("classical/records@64", "classical", "records@64", control=CLASSICAL_CONTROL, check=check,
+                  sni_position="last", description="a small hello in two records, one write"),
+            _spec("pq/records-writes@512", p, "records-writes@512", control=PQ_CONTROL, check=check,
+                  sni_position="last", description="several records, one write each"),
+        ]
+    if check == "sni-offset":
+        return [
+            _spec(f"pq/sni-end@{SNI_PEEK - 24}", p, control=PQ_CONTROL, check=check, size=SNI_PROBE_SIZE,
+                  sni_end=SNI_PEEK - 24, description=f"server_name ends before byte {SNI_PEEK}"),
+            _spec(f"pq/sni-end@{SNI_PEEK + 76}", p, control=f"pq/sni-end@{SNI_PEEK - 24}", check=check,
+                  size=SNI_PROBE_SIZE, sni_end=SNI_PEEK + 76,
+                  description=f"server_name ends after byte {SNI_PEEK}, same size"),
+        ]
+    if check == "codepoint":
+        control = "codepoint/classical-padded"
+        return [
+            _spec(control, "classical", control=CLASSICAL_CONTROL, check=check, size=CODEPOINT_PROBE_SIZE,
+                  description="classical groups only, padded to the size of the others"),
+            _spec("codepoint/X25519MLKEM768", "classical", control=control, check=check,
+                  size=CODEPOINT_PROBE_SIZE, groups=["X25519MLKEM768", "X25519"], key_shares=["X25519MLKEM768"],
+                  description="0x11EC offered (X25519 allowed by HRR)"),
+            _spec("codepoint/X25519Kyber768Draft00", "classical", control=control, check=check,
+                  size=CODEPOINT_PROBE_SIZE, groups=["X25519Kyber768Draft00", "X25519"],
+                  key_shares=["X25519Kyber768Draft00"], description="the pre-standard 0x6399 offered"),
+        ]
+    if check == "size-threshold":
+        return [
+            _spec(f"size/{n}", "classical", control=CLASSICAL_CONTROL, check=check, size=n,
+                  description=f"a classical hello padded to {n} bytes, one write")
+            for n in sorted(set(sweep))
+        ]
+    if check == "pmtu-blackhole":
+        return [
+            _spec("pq/small-writes", p, "split@400,800,1200,1600,2000", control=CLASSICAL_CONTROL, check=check,
+                  description="the hello in writes of 400 bytes: segments far below any path MTU"),
+        ]
+    if check == "early-verdict":
+        return [
+            *probes_for("split-segments", pq_profile),
+            _spec("hrr/classical-first", "classical", control=CLASSICAL_CONTROL, check=check,
+                  groups=["X25519", "X25519MLKEM768"], key_shares=["X25519"], expect="server_hello",
+                  description="a small one-segment hello; the server may HRR into ML-KEM"),
+        ]
+    if check == "hrr":
+        return [
+            _spec("hrr/no-share", "classical", control=PQ_CONTROL, check=check,
+                  groups=["X25519MLKEM768", "X25519"], key_shares=[], expect="server_hello",
+                  description="no key share: the server must HelloRetryRequest, then gets the hybrid share"),
+        ]
+    if check == "readiness":
+        specs = [
+            _spec(f"ready/{g}", "classical", control=CLASSICAL_CONTROL, check=check, groups=[g], key_shares=[g],
+                  expect="answer", description=f"only {g} offered")
+            for g in READINESS_GROUPS
+        ]
+        specs.append(_spec("ready/preference", "classical", control=CLASSICAL_CONTROL, check=check,
+                           groups=["X25519", "secp256r1", "X25519MLKEM768", "SecP256r1MLKEM768", "MLKEM768"],
+                           key_shares=["X25519", "X25519MLKEM768", "MLKEM768"], expect="answer",
+                           description="classical listed first, shares for all kinds: whose preference wins"))
+        specs.append(_spec("ready/hrr-to-hybrid", "classical", control=CLASSICAL_CONTROL, check=check,
+                           groups=["X25519", "X25519MLKEM768"], key_shares=["X25519"], expect="answer",
+                           description="only an X25519 share: does the server ask for the hybrid one"))
+        return specs
+    if check in NOT_HERE:
+        return []
+    raise ValueError(f"unknown check {check!r} (known: {', '.join(CHECK_IDS)})")
+
+
+# --- rules ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Judged:
+    """The results of one target by probe id, with helpers for the rules."""
+
+    by_id: dict[str, ProbeResult]
+
+    def get(self, probe_id: str) -> ProbeResult | None:
+        return self.by_id.get(probe_id)
+
+    def failed(self, probe_id: str) -> bool:
+        r = self.by_id.get(probe_id)
+        return r is not None and r.verdict == model.FAIL
+
+    def passed(self, probe_id: str) -> bool:
+        r = self.by_id.get(probe_id)
+        return r is not None and r.verdict == model.PASS
+
+    def with_prefix(self, prefix: str) -> list[ProbeResult]:
+        return [r for k, r in self.by_id.items() if k.startswith(prefix)]
+
+    def evidence(self, *results: ProbeResult | None) -> list[str]:
+        ids: list[str] = []
+        for r in results:
+            if r is None:
+                continue
+            for probe_id in (r.spec.id, r.spec.control):
+                if probe_id and probe_id not in ids and probe_id in self.by_id:
+                    ids.append(probe_id)
+        return ids
+
+
+def _said(r: ProbeResult) -> str:
+    return f"{r.spec.id}: {r.outcome.describe()}" + (f" ({r.reason})" if r.reason else "")
+
+
+SILENT = (model.TIMEOUT, model.RST)
+
+
+def rule_split_segments(j: Judged) -> Diagnosis | None:
+    large = [r for r in (j.get("pq/split@600"), j.get("pq/split@100")) if r is not None and r.verdict == model.FAIL]
+    small = j.get("classical/split@100")
+    small_failed = small is not None and small.verdict == model.FAIL
+    if not large and not small_failed:
+        return None
+    if large and not small_failed and small is not None and small.verdict == model.PASS and all(
+        r.outcome.kind in SILENT for r in large
+    ):
+        return None  # a silent drop of large split hellos only: early-verdict's rule speaks for it
+    failing = [*large, *([small] if small_failed and small is not None else [])]
+    how = "even a small hello fails when split" if small_failed else "the post-quantum hello fails when split"
+    return Diagnosis(
+        "split-segments",
+        f"The path reads only the first segment of the hello: one write works, two writes with a pause do not "
+        f"({how}). {'; '.join(_said(r) for r in failing)}",
+        evidence=j.evidence(*failing),
+    )
+
+
+def rule_tiny_first(j: Judged) -> Diagnosis | None:
+    tiny = [r for r in j.with_prefix("pq/tiny-first@") if r.verdict == model.FAIL]
+    if not tiny or j.failed("pq/split@600") or j.failed("pq/split@100"):
+        return None  # any split fails: split-segments covers it
+    sizes = ", ".join(r.spec.delivery.split("@")[1] for r in tiny)
+    return Diagnosis(
+        "tiny-first-segment",
+        f"The path needs more bytes in the first segment: a first write of {sizes} byte(s) fails while larger "
+        f"splits work. {'; '.join(_said(r) for r in tiny)}",
+        evidence=j.evidence(*tiny, j.get("pq/split@600")),
+        details={"failing_first_sizes": [int(r.spec.delivery.split("@")[1]) for r in tiny]},
+    )
+
+
+def rule_multi_record(j: Judged) -> Diagnosis | None:
+    one_write = [r for r in (j.get("pq/records@512"), j.get("classical/records@64")) if r and r.verdict == model.FAIL]
+    if not one_write:
+        return None
+    return Diagnosis(
+        "multi-record",
+        "The path cannot read a ClientHello that spans several TLS records (legal, RFC 8446 §5.1), even in one "
+        f"write. {'; '.join(_said(r) for r in one_write)}",
+        evidence=j.evidence(*one_write, j.get("pq/records-writes@512")),
+    )
+
+
+def rule_sni_offset(j: Judged) -> Diagnosis | None:
+    after = j.get(f"pq/sni-end@{SNI_PEEK + 76}")
+    if after is None or after.verdict != model.FAIL:
+        return None
+    return Diagnosis(
+        "sni-offset",
+        f"The path finds server_name only in the first ~{SNI_PEEK} bytes: the same-size hello fails when "
+        f"server_name ends at byte {SNI_PEEK + 76} and works when it ends at {SNI_PEEK - 24}. {_said(after)}",
+        evidence=j.evidence(after),
+        details={"works_until": SNI_PEEK - 24, "fails_from": SNI_PEEK + 76},
+    )
+
+
+def rule_codepoint(j: Judged) -> Diagnosis | None:
+    bad = [r for r in j.with_prefix("codepoint/") if r.spec.id != "codepoint/classical-padded"
+           and r.verdict == model.FAIL]
+    if not bad:
+        return None
+    names = [r.spec.id.split("/", 1)[1] for r in bad]
+    alerts = [r for r in bad if r.outcome.kind == model.ALERT]
+    how = "with a TLS alert" if alerts else "at the TCP level"
+    return Diagnosis(
+        "codepoint",
+        f"The path fails on the post-quantum codepoint(s) {', '.join(names)} {how}, while the same-size classical "
+        f"hello works. {'; '.join(_said(r) for r in bad)}",
+        evidence=j.evidence(*bad),
+        details={"codepoints": names},
+    )
+
+
+def size_bracket(j: Judged) -> tuple[int, int] | None:
+    """(largest passing size, smallest failing size) when failures are all above the passes."""
+    sizes = sorted((r.spec.size, r.verdict) for r in j.with_prefix("size/") if r.spec.size is not None)
+    passing = [s for s, v in sizes if v == model.PASS]
+    failing = [s for s, v in sizes if v == model.FAIL]
+    if not failing or not passing:
+        return None
+    if max(passing) > min(failing):
+        return None  # not monotone: not a size limit
+    return max(passing), min(failing)
+
+
+def rule_size_threshold(j: Judged) -> Diagnosis | None:
+    bracket = size_bracket(j)
+    if bracket is None:
+        return None
+    if _pmtu_shape(j):
+        return None
+    ok, bad = bracket
+    failing = [r for r in j.with_prefix("size/") if r.verdict == model.FAIL]
+    return Diagnosis(
+        "size-threshold",
+        f"The path refuses hellos of {bad} bytes and more; {ok} bytes work (found by binary search). "
+        f"At {bad}: {failing[0].outcome.describe() if failing else ''}",
+        evidence=j.evidence(*sorted(failing, key=lambda r: r.spec.size or 0)[:3]),
+        threshold=bad,
+        details={"largest_passing": ok, "smallest_failing": bad},
+    )
+
+
+def _pmtu_shape(j: Judged) -> bool:
+    """Large single writes die silently, the same bytes in small writes get through."""
+    large = j.get(PQ_CONTROL)
+    small_writes = j.get("pq/small-writes")
+    return (
+        large is not None and large.verdict == model.FAIL and large.outcome.kind == model.TIMEOUT
+        and small_writes is not None and small_writes.verdict == model.PASS
+    )
+
+
+def rule_pmtu_blackhole(j: Judged) -> Diagnosis | None:
+    if not _pmtu_shape(j):
+        return None
+    large = j.get(PQ_CONTROL)
+    assert large is not None
+    return Diagnosis(
+        "pmtu-blackhole",
+        "Full-size segments die on the path and no ICMP 'fragmentation needed' comes back: the hello in one "
+        "write times out, the same hello in small writes works, a small hello works.",
+        evidence=j.evidence(large, j.get("pq/small-writes")),
+    )
+
+
+def rule_early_verdict(j: Judged) -> Diagnosis | None:
+    large = [r for r in (j.get("pq/split@600"), j.get("pq/split@100")) if r is not None and r.verdict == model.FAIL]
+    small = j.get("classical/split@100")
+    if not large or small is None or small.verdict != model.PASS:
+        return None
+    if not all(r.outcome.kind in SILENT for r in large):
+        return None
+    hrr = j.get("hrr/classical-first")
+    route = ""
+    if hrr is not None and hrr.verdict == model.PASS and hrr.outcome.hello_retry:
+        route = " A small hello with HelloRetryRequest into the hybrid group works."
+    return Diagnosis(
+        "early-verdict",
+        "An inspection rule drops the post-quantum hello when it arrives in pieces (silent drop or reset), "
+        f"before reassembly; a small split hello passes.{route} {'; '.join(_said(r) for r in large)}",
+        evidence=j.evidence(*large, small, hrr),
+    )
+
+
+def rule_hrr(j: Judged) -> Diagnosis | None:
+    r = j.get("hrr/no-share")
+    if r is None or r.verdict != model.FAIL:
+        return None
+    return Diagnosis(
+        "hrr",
+        f"The HelloRetryRequest path breaks: with no key share the handshake does not complete, while the "
+        f"post-quantum hello with a share works. {_said(r)}",
+        evidence=j.evidence(r),
+    )
+
+
+RULES: dict[str, Callable[[Judged], Diagnosis | None]] = {
+    "split-segments": rule_split_segments,
+    "tiny-first-segment": rule_tiny_first,
+    "multi-record": rule_multi_record,
+    "sni-offset": rule_sni_offset,
+    "codepoint": rule_codepoint,
+    "size-threshold": rule_size_threshold,
+    "pmtu-blackhole": rule_pmtu_blackhole,
+    "early-verdict": rule_early_verdict,
+    "hrr": rule_hrr,
+}
+
+
+def diagnose(results: list[ProbeResult], checks: Iterable[str]) -> list[Diagnosis]:
+    judged = Judged({r.spec.id: r for r in results})
+    wanted = set(checks)
+    out = []
+    for diagnosis_id in model.DIAGNOSIS_IDS:
+        rule = RULES.get(diagnosis_id)
+        if rule is None or diagnosis_id not in wanted:
+            continue
+        found = rule(judged)
+        if found is not None:
+            out.append(found)
+    return out

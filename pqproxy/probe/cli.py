@@ -1,0 +1,174 @@
+"""``pqproxy probe``: the command line of the probe suite.
+
+Exit codes: 0 nothing broke; 1 breakage found (with ``--baseline``: a probe that passed in the
+baseline fails now); 2 a target could not be probed at all, or bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_BROKEN, EXIT_UNREACHABLE = 0, 1, 2
+MAX_TARGET_LINE = 1024
+
+
+def add_probe_subparser(sub: Any) -> None:
+    p = sub.add_parser(
+        "probe",
+        help="send post-quantum ClientHellos in the shapes that break middleboxes; diagnose the path",
+        description="Probe TARGET (host:port) with large post-quantum ClientHellos in every shape known to "
+        "break routers, firewalls and load balancers, and rate the server's post-quantum readiness. "
+        "Exit 0: nothing broke; 1: breakage found; 2: a target is unreachable, or bad usage.",
+    )
+    p.add_argument("targets", nargs="*", metavar="TARGET", help="host:port (port 443 if omitted)")
+    p.add_argument("--targets", dest="targets_file", type=Path, metavar="FILE",
+                   help="more targets, one per line (# comments; 'host:port sni' to set a name)")
+    p.add_argument("--suite", default="default",
+                   help="a shipped suite (default, quick, sweep, readiness, ci) or a .toml file")
+    p.add_argument("--sni", metavar="NAME", help="server_name to send (default: the target's host name)")
+    p.add_argument("--profile", help="the post-quantum hello of the checks: chrome, openssl35, mlkem1024, "
+                   "replay:NAME (a capture in captures/) or replay:FILE.pcap")
+    p.add_argument("--check", action="append", metavar="ID", help="run only these checks (repeatable)")
+    p.add_argument("--attempts", type=int, help="attempts per probe")
+    p.add_argument("--timeout", type=float, help="seconds to wait for an answer")
+    p.add_argument("--pause", type=float, help="seconds between the writes of a split hello")
+    p.add_argument("--concurrency", type=int, default=4, help="targets probed at once (default 4)")
+    p.add_argument("--no-raw", action="store_true", help="no raw-packet probes, even as root")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the full report as JSON")
+    p.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML for CI")
+    p.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML report")
+    p.add_argument("--pcap", type=Path, metavar="DIR", help="save every probe's packets (tcpdump; root)")
+    p.add_argument("--baseline", type=Path, metavar="FILE",
+                   help="an earlier --json report: fail only on probes that passed there")
+    p.add_argument("--list-suites", action="store_true", help="list the shipped suites and exit")
+    p.add_argument("--quiet", "-q", action="store_true", help="no table, no progress bar: the summary only")
+    p.set_defaults(func=run_probe)
+
+
+def _read_targets(args: argparse.Namespace) -> list[Any]:
+    from .engine import parse_target
+
+    targets = [parse_target(t, args.sni) for t in args.targets]
+    if args.targets_file is not None:
+        try:
+            lines = args.targets_file.read_text().splitlines()
+        except OSError as exc:
+            raise ValueError(f"--targets: {exc}") from None
+        for number, line in enumerate(lines, 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            if len(line) > MAX_TARGET_LINE:
+                raise ValueError(f"{args.targets_file}:{number}: line too long")
+            target, _, name = line.partition(" ")
+            try:
+                targets.append(parse_target(target, name.strip() or args.sni))
+            except ValueError as exc:
+                raise ValueError(f"{args.targets_file}:{number}: {exc}") from None
+    return targets
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    import trio
+    from rich.console import Console
+
+    from . import report as reports
+    from .runner import RunOptions, count_probes, run_suite
+    from .suite import load_suite, shipped_suites
+
+    err = Console(stderr=True)
+    if args.list_suites:
+        for name in shipped_suites():
+            suite = load_suite(name)
+            print(f"{name:10} {suite.description}")
+        return EXIT_OK
+    try:
+        suite = load_suite(args.suite)
+        if args.check:
+            suite.checks = list(args.check)
+            from .checks import CHECK_IDS
+
+            bad = [c for c in suite.checks if c not in CHECK_IDS]
+            if bad:
+                raise ValueError(f"unknown check(s) {', '.join(bad)}; known: {', '.join(CHECK_IDS)}")
+        if args.profile:
+            from .profiles import build_probe_hello
+
+            build_probe_hello(args.profile, "probe.invalid")  # fails here, not mid-run, on a bad profile
+            suite.profile = args.profile
+        if args.attempts is not None:
+            suite.attempts = max(1, min(10, args.attempts))
+        if args.timeout is not None:
+            suite.timeout = max(0.1, min(120.0, args.timeout))
+        if args.pause is not None:
+            suite.pause = max(0.0, min(30.0, args.pause))
+        if args.no_raw:
+            suite.raw = "no"
+        targets = _read_targets(args)
+        baseline = reports.read_baseline(args.baseline) if args.baseline else None
+    except (ValueError, OSError) as exc:
+        err.print(f"pqproxy probe: {exc}", markup=False, highlight=False)
+        return EXIT_UNREACHABLE
+    if not targets:
+        err.print("pqproxy probe: give at least one TARGET (host:port) or --targets FILE")
+        return EXIT_UNREACHABLE
+
+    console = Console()
+    options = RunOptions(concurrency=args.concurrency, pcap_dir=args.pcap)
+    try:
+        if args.quiet or not console.is_terminal:
+            result = trio.run(run_suite, targets, suite, options)
+        else:
+            result = _run_with_progress(targets, suite, options, console, count_probes(suite))
+    except RuntimeError as exc:  # tcpdump or raw probes asked for and impossible
+        err.print(f"pqproxy probe: {exc}", markup=False, highlight=False)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        err.print("pqproxy probe: interrupted")
+        return 130
+
+    if baseline is not None:
+        reports.apply_baseline(result, baseline)
+    if args.quiet:
+        for t in result.targets:
+            ids = ", ".join(d.id for d in t.diagnoses) or ("unreachable: " + (t.error or "") if not t.reachable
+                                                            else "no breakage")
+            ready = t.readiness.verdict if t.readiness else "-"
+            print(f"{t.target}\t{ready}\t{ids}")
+    else:
+        reports.render_terminal(result, console)
+    if args.json:
+        reports.write_json(result, args.json)
+    if args.junit:
+        reports.write_junit(result, args.junit)
+    if args.html:
+        reports.write_html(result, args.html)
+    return result.exit_code(baseline=baseline is not None)
+
+
+def _run_with_progress(targets: list[Any], suite: Any, options: Any, console: Any, per_target: int) -> Any:
+    import trio
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .runner import run_suite
+
+    with Progress(TextColumn("[bold]probing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("", total=per_target * len(targets))
+
+        def on_result(target: Any, spec: Any, result: Any) -> None:
+            progress.update(task, advance=1, description=f"{target} {spec.id}")
+
+        options.on_result = on_result
+        return trio.run(run_suite, targets, suite, options)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pqproxy")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_probe_subparser(sub)
+    args = parser.parse_args(["probe", *(argv if argv is not None else sys.argv[1:])])
+    return int(args.func(args))

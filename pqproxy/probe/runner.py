@@ -1,0 +1,376 @@
+"""Runs a suite against targets: probes in order per target, targets side by side (bounded), verdicts.
+
+Per target: a reachability check first (the classical control; a target that refuses, times out or
+does not speak TLS is reported unreachable, exit code 2), then the controls, then every probe of the
+suite's checks, each ``attempts`` times with a fresh hello. When a probe fails its control is sent
+again at once, so the verdict compares the two at the same moment. The size sweep is refined by
+binary search. Then: routing (did each answer come from the server the name belongs to), verdicts,
+diagnoses, readiness.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from .. import __version__
+from . import checks as catalogue
+from . import model
+from .delivery import parse_shape, wire_bytes
+from .engine import Target, run_kernel_attempt, run_raw_attempt
+from .model import Outcome, ProbeResult, ProbeSpec, RunReport, TargetReport
+from .profiles import build_probe_hello
+from .readiness import assess
+from .suite import Suite
+
+MAX_TARGETS = 10_000
+RAW_SPLIT_PROBES = (
+    ("pq/raw-segments@100", "raw-segments@100", "the hello in raw TCP segments of exactly 100 bytes"),
+    ("pq/raw-reorder@600", "raw-reorder@600", "raw segments of 600 bytes, the second sent before the first"),
+)
+
+ProgressHook = Callable[[Target, ProbeSpec, ProbeResult], None]
+
+
+@dataclass
+class RunOptions:
+    concurrency: int = 4
+    pcap_dir: Path | None = None
+    server_name: str | None = None
+    on_result: ProgressHook | None = None
+    raw_available: bool | None = None  # None: find out (root, nftables, scapy)
+    notes: list[str] = field(default_factory=list)
+
+
+def raw_capability() -> tuple[bool, str]:
+    if os.geteuid() != 0:
+        return False, "raw-packet probes need root"
+    if shutil.which("nft") is None:
+        return False, "raw-packet probes need nftables (nft) to hold back the kernel's resets"
+    try:
+        import scapy.all  # noqa: F401
+    except Exception as exc:  # scapy fails to import in odd environments; say so, do not crash
+        return False, f"scapy does not load: {exc}"
+    return True, ""
+
+
+def plan(suite: Suite, raw: bool) -> list[ProbeSpec]:
+    """Every probe of the suite in run order, controls first, each id once."""
+    specs: list[ProbeSpec] = [*catalogue.controls(suite.profile)]
+    for check in suite.checks:
+        specs.extend(catalogue.probes_for(check, suite.profile, suite.sweep))
+        if check == "split-segments" and suite.raw != "no":
+            for probe_id, shape, text in RAW_SPLIT_PROBES:
+                specs.append(ProbeSpec(id=probe_id, profile=suite.profile, delivery=shape,
+                                       control=catalogue.PQ_CONTROL, check=check, description=text))
+    specs.extend(suite.probes)
+    seen: set[str] = set()
+    out = []
+    for spec in specs:
+        if spec.id not in seen:
+            seen.add(spec.id)
+            out.append(spec)
+    return out
+
+
+class TargetRun:
+    def __init__(self, target: Target, suite: Suite, options: RunOptions, raw_ok: bool, raw_note: str) -> None:
+        self.target = target
+        self.suite = suite
+        self.options = options
+        self.raw_ok = raw_ok
+        self.raw_note = raw_note
+        self.results: dict[str, ProbeResult] = {}
+        self.rechecks: dict[str, Outcome] = {}
+        self.specs: dict[str, ProbeSpec] = {}
+
+    async def attempt(self, spec: ProbeSpec) -> tuple[int, int, Outcome]:
+        hello = build_probe_hello(spec.profile, self.target.server_name, size=spec.size, options=spec.options)
+        shape = parse_shape(spec.delivery)
+        encoded = hello.encode()
+        pause = self.suite.pause if shape.pause is None else shape.pause
+        if shape.raw:
+            outcome, _packets = await run_raw_attempt(self.target, hello, shape, pause=pause,
+                                                      timeout=self.suite.timeout)
+        else:
+            outcome = await run_kernel_attempt(self.target, hello, shape, pause=pause, timeout=self.suite.timeout,
+                                               connect_timeout=self.suite.connect_timeout)
+        return len(encoded), len(wire_bytes(encoded, shape)), outcome
+
+    async def run_probe(self, spec: ProbeSpec) -> ProbeResult:
+        self.specs[spec.id] = spec
+        shape = parse_shape(spec.delivery)
+        if shape.raw and not self.raw_ok:
+            result = ProbeResult(spec, 0, 0, [Outcome(model.TIMEOUT, detail="not run")], passed=False,
+                                 verdict=model.SKIPPED, reason=self.raw_note)
+            self.results[spec.id] = result
+            return result
+        attempts: list[Outcome] = []
+        hello_size = wire_size = 0
+        for _ in range(self.suite.attempts):
+            try:
+                hello_size, wire_size, outcome = await self.attempt(spec)
+            except ValueError as exc:  # a probe that cannot be built (a size below the hello, ...)
+                result = ProbeResult(spec, 0, 0, [Outcome(model.TIMEOUT, detail="not run")], passed=False,
+                                     verdict=model.SKIPPED, reason=str(exc))
+                self.results[spec.id] = result
+                return result
+            attempts.append(outcome)
+            if outcome.kind in model.TARGET_DOWN:
+                break
+        result = ProbeResult(spec, hello_size, wire_size, attempts, passed=all(_meets(spec, o) for o in attempts))
+        self.results[spec.id] = result
+        if not result.passed and spec.control and spec.control in self.specs:
+            # The control again, now: a target that just went away is not a broken path.
+            _, _, self.rechecks[spec.id] = await self.attempt(self.specs[spec.control])
+        return result
+
+    async def run(self) -> TargetReport:
+        started = time.monotonic()
+        report = TargetReport(str(self.target), self.target.server_name, reachable=True)
+        specs = plan(self.suite, self.raw_ok)
+        root = specs[0]
+        first = await self.run_probe(root)
+        down = _unreachable(first)
+        if down is not None:
+            report.reachable = False
+            report.error = down
+            report.results = [first]
+            report.duration_s = time.monotonic() - started
+            return report
+        self._notify(root, first)
+        for spec in specs[1:]:
+            self._notify(spec, await self.run_probe(spec))
+        if "size-threshold" in self.suite.checks and self.suite.refine:
+            await self.refine_sweep()
+        results = list(self.results.values())
+        judge(results, self.rechecks, self.target.server_name)
+        report.results = results
+        report.diagnoses = catalogue.diagnose(results, self.suite.checks)
+        await self.locate_blackhole(report)
+        report.readiness = assess(results)
+        report.duration_s = time.monotonic() - started
+        return report
+
+    async def refine_sweep(self) -> None:
+        """Binary search between the largest passing and the smallest failing sweep size."""
+        for _ in range(catalogue.MAX_REFINE_STEPS):
+            interim = list(self.results.values())
+            judge(interim, self.rechecks, self.target.server_name)
+            bracket = catalogue.size_bracket(catalogue.Judged({r.spec.id: r for r in interim}))
+            if bracket is None or bracket[1] - bracket[0] <= catalogue.SWEEP_RESOLUTION:
+                return
+            middle = (bracket[0] + bracket[1]) // 2
+            spec = ProbeSpec(id=f"size/{middle}", profile="classical", size=middle,
+                             control=catalogue.CLASSICAL_CONTROL, check="size-threshold",
+                             description=f"binary search: a classical hello padded to {middle} bytes")
+            self._notify(spec, await self.run_probe(spec))
+
+    async def locate_blackhole(self, report: TargetReport) -> None:
+        diagnosis = next((d for d in report.diagnoses if d.id == "pmtu-blackhole"), None)
+        if diagnosis is None:
+            return
+        if not self.raw_ok:
+            diagnosis.details["hop_search"] = f"not run: {self.raw_note}"
+            return
+        from . import raw
+
+        try:
+            search = await trio.to_thread.run_sync(
+                lambda: raw.find_blackhole_hop(self.target.host, self.target.port)
+            )
+        except Exception as exc:  # a hop search that cannot run must not hide the diagnosis
+            diagnosis.details["hop_search"] = f"failed: {exc}"
+            return
+        hop = getattr(search, "hop", None)
+        if hop:
+            diagnosis.hop = str(hop)
+            diagnosis.summary += f" Large segments die at hop {hop}."
+        diagnosis.details["hop_search"] = _plain(search)
+
+    def _notify(self, spec: ProbeSpec, result: ProbeResult) -> None:
+        if self.options.on_result is not None:
+            self.options.on_result(self.target, spec, result)
+
+
+def _plain(value: object) -> object:
+    if hasattr(value, "__dataclass_fields__"):
+        import dataclasses
+
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}  # type: ignore[call-overload]
+    return value
+
+
+def _meets(spec: ProbeSpec, o: Outcome) -> bool:
+    if spec.expect == "server_hello":
+        return o.kind == model.SERVER_HELLO
+    if spec.expect == "answer":
+        return o.kind in (model.SERVER_HELLO, model.HELLO_RETRY_REQUEST, model.ALERT)
+    return o.ok
+
+
+def _unreachable(first: ProbeResult) -> str | None:
+    kinds = [o.kind for o in first.attempts]
+    if all(k in model.TARGET_DOWN for k in kinds):
+        return f"{first.attempts[-1].describe()}"
+    if all(k == model.NOT_TLS for k in kinds):
+        return f"does not speak TLS: {first.attempts[-1].detail}"
+    if all(k in (model.TIMEOUT, model.FIN, model.RST) for k in kinds):
+        return f"no TLS answer to a small classical hello ({first.attempts[-1].describe()})"
+    return None
+
+
+def judge(results: list[ProbeResult], rechecks: dict[str, Outcome], server_name: str | None) -> None:
+    """Routing, pass/fail, and verdicts against controls, in place."""
+    by_id = {r.spec.id: r for r in results}
+    name_mode = bool(server_name) and any(o.certificate_matches_name for r in results for o in r.attempts)
+
+    def misrouted(r: ProbeResult, o: Outcome) -> str | None:
+        if o.kind != model.SERVER_HELLO or o.certificate_sha256 is None:
+            return None
+        if name_mode:
+            if o.certificate_matches_name is False:
+                return f"answered with a certificate that is not for {server_name} (another backend)"
+            return None
+        control = by_id.get(r.spec.control or "")
+        if control is None:
+            return None
+        seen = Counter(c.certificate_sha256 for c in control.attempts if c.certificate_sha256)
+        if seen and o.certificate_sha256 not in seen:
+            return f"answered by another server than the control (certificate {o.certificate_sha256[:16]}...)"
+        return None
+
+    for r in results:
+        if r.verdict == model.SKIPPED:
+            continue
+        reasons = []
+        for o in r.attempts:
+            if not _meets(r.spec, o):
+                reasons.append(o.describe())
+            elif (why := misrouted(r, o)) is not None:
+                reasons.append(why)
+        r.passed = not reasons
+        r.reason = reasons[0] if reasons else ""
+        if len(reasons) > 1 and len(set(reasons)) > 1:
+            r.reason += f" (and {len(reasons) - 1} more)"
+    for r in results:
+        if r.verdict == model.SKIPPED:
+            continue
+        if r.passed:
+            r.verdict = model.PASS
+            continue
+        control = by_id.get(r.spec.control or "")
+        if control is None:
+            r.verdict = model.INCONCLUSIVE
+            r.reason = (r.reason + "; " if r.reason else "") + "no control to compare with"
+            continue
+        recheck = rechecks.get(r.spec.id)
+        recheck_ok = recheck is None or (_meets(control.spec, recheck) and misrouted(control, recheck) is None)
+        if control.passed and recheck_ok:
+            r.verdict = model.FAIL
+        else:
+            r.verdict = model.INCONCLUSIVE
+            r.reason += f"; its control {control.spec.id} failed too"
+
+
+def _resolve(host: str) -> str:
+    try:
+        return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+    except OSError:
+        return host
+
+
+class Capture:
+    """``tcpdump`` for one target for the whole run: every probe's packets in ``DIR/<target>.pcap``."""
+
+    def __init__(self, directory: Path, target: Target) -> None:
+        self.path = directory / (str(target).replace(":", "_").replace("/", "_").strip("[]") + ".pcap")
+        address = _resolve(target.host)
+        interface = "lo" if address.startswith("127.") or address == "::1" else "any"
+        self.argv = ["tcpdump", "-i", interface, "-U", "-n", "-s", "0", "-w", str(self.path),
+                     f"host {address} and tcp port {target.port}"]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if shutil.which("tcpdump") is None:
+            raise RuntimeError("--pcap needs tcpdump (apt-get install tcpdump)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert self.proc.stderr is not None
+        deadline = time.monotonic() + 5
+        line = b""
+        while time.monotonic() < deadline:  # tcpdump says "listening on" once its filter is in place
+            line = self.proc.stderr.readline()
+            if b"listening on" in line or not line:
+                break
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"tcpdump could not capture: {line.decode(errors='replace').strip()} "
+                               "(it needs root or CAP_NET_RAW)")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        time.sleep(0.2)  # let the last packets reach the file
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+async def probe_target(target: Target, suite: Suite, options: RunOptions) -> TargetReport:
+    raw_ok, raw_note = _raw_decision(suite, options)
+    capture = Capture(options.pcap_dir, target) if options.pcap_dir else None
+    if capture is not None:
+        await trio.to_thread.run_sync(capture.start)
+    try:
+        return await TargetRun(target, suite, options, raw_ok, raw_note).run()
+    finally:
+        if capture is not None:
+            await trio.to_thread.run_sync(capture.stop)
+
+
+def _raw_decision(suite: Suite, options: RunOptions) -> tuple[bool, str]:
+    if suite.raw == "no":
+        return False, "raw-packet probes are off in this suite"
+    if options.raw_available is not None:
+        ok, note = options.raw_available, "" if options.raw_available else "raw-packet probes are off"
+    else:
+        ok, note = raw_capability()
+    if suite.raw == "yes" and not ok:
+        raise RuntimeError(f"the suite needs raw-packet probes: {note}")
+    return ok, note
+
+
+async def run_suite(targets: list[Target], suite: Suite, options: RunOptions) -> RunReport:
+    if len(targets) > MAX_TARGETS:
+        raise ValueError(f"at most {MAX_TARGETS} targets per run")
+    report = RunReport(suite=suite.name, started=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                       version=__version__)
+    slots: list[TargetReport | None] = [None] * len(targets)
+    limiter = trio.CapacityLimiter(max(1, options.concurrency))
+
+    async def one(index: int, target: Target) -> None:
+        async with limiter:
+            slots[index] = await probe_target(target, suite, options)
+
+    async with trio.open_nursery() as nursery:
+        for index, target in enumerate(targets):
+            nursery.start_soon(one, index, target)
+    report.targets = [t for t in slots if t is not None]
+    return report
+
+
+def count_probes(suite: Suite) -> int:
+    return len(plan(suite, True))
