@@ -58,7 +58,7 @@ def raw_capability() -> tuple[bool, str]:
     if shutil.which("nft") is None:
         return False, "raw-packet probes need nftables (nft) to hold back the kernel's resets"
     try:
-        import scapy.all  # noqa: F401
+        from . import raw  # noqa: F401  (imports scapy)
     except Exception as exc:  # scapy fails to import in odd environments; say so, do not crash
         return False, f"scapy does not load: {exc}"
     return True, ""
