@@ -206,7 +206,7 @@ def bad_server(request: pytest.FixtureRequest) -> Iterator[OneShotServer]:
 
 
 def test_closed_port_exits_2(tmp_path: Path) -> None:
-    code, stdout, stderr = probe_cli(f"{HOST}:{free_port()}", "--suite", "quick", "--json", str(tmp_path / "r.json"),
+    code, stdout, _ = probe_cli(f"{HOST}:{free_port()}", "--suite", "quick", "--json", str(tmp_path / "r.json"),
                                      cwd=tmp_path)
     assert code == 2
     assert "refused" in stdout
