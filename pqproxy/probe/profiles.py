@@ -24,11 +24,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..tls.codepoints import TLS12, TLS13, CipherSuite, ExtensionType, NamedGroup, SignatureScheme, is_grease
+from ..tls.codepoints import (
+    GREASE_VALUES,
+    TLS12,
+    TLS13,
+    ExtensionType,
+    NamedGroup,
+    SignatureScheme,
+    is_grease,
+)
 from ..tls.config import DEFAULT_SIGNATURE_SCHEMES
 from ..tls.groups import ClientKeyShare, group_by_name
 from ..tls.hello import PADDING_HEADER, HelloSpec, build_client_hello, pad_client_hello
-from ..tls.key_schedule import DEFAULT_CIPHER_SUITES
+from ..tls.key_schedule import CIPHER_SUITES, DEFAULT_CIPHER_SUITES
 from ..tls.messages import ClientHello, Extension
 
 PROFILES = ("chrome", "openssl35", "classical", "mlkem1024", "replay")
@@ -39,11 +47,26 @@ RECORD_HEADER = 5
 HANDSHAKE_HEADER = 4
 
 _TLS12_SUITES = (0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8, 0xC013, 0xC014, 0x009C, 0x009D, 0x002F, 0x0035)
-_CHROME_SIGNATURES = (0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601)
+# Chromium 156 (captures/chromium.pcap): GREASE, ML-DSA first, then the classical list.
+_CHROME_SIGNATURES = (0x0904, 0x0905, 0x0906, 0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601)
+_TRUST_ANCHORS = 0xCA34  # draft-ietf-tls-trust-anchor-ids, as Chromium 156 sends it
+# Node 26 with OpenSSL 3.5 (captures/node26-openssl35.pcap): its 52 suites, 26 schemes, 8 groups.
+_NODE_SUITES = (
+    0x1302, 0x1303, 0x1301, 0xC02F, 0xC02B, 0xC030, 0xC02C, 0x009E, 0xC027, 0x0067, 0xC028, 0x006B, 0x00A3,
+    0x009F, 0xCCA9, 0xCCA8, 0xCCAA, 0xC0AD, 0xC09F, 0xC05D, 0xC061, 0xC057, 0xC053, 0x00A2, 0xC0AC, 0xC09E,
+    0xC05C, 0xC060, 0xC056, 0xC052, 0xC024, 0x006A, 0xC023, 0x0040, 0xC00A, 0xC014, 0x0039, 0x0038, 0xC009,
+    0xC013, 0x0033, 0x0032, 0x009D, 0xC09D, 0xC051, 0x009C, 0xC09C, 0xC050, 0x003D, 0x003C, 0x0035, 0x002F,
+)
 _OPENSSL_SIGNATURES = (
     SignatureScheme.mldsa65, SignatureScheme.mldsa87, SignatureScheme.mldsa44,
     0x0403, 0x0503, 0x0603, 0x0807, 0x0808, 0x081A, 0x081B, 0x081C, 0x0809, 0x080A, 0x080B,
-    0x0804, 0x0805, 0x0806, 0x0401, 0x0501, 0x0601,
+    0x0804, 0x0805, 0x0806, 0x0401, 0x0501, 0x0601, 0x0303, 0x0301, 0x0302, 0x0402, 0x0502, 0x0602,
+)
+_OPENSSL_ORDER = (
+    ExtensionType.renegotiation_info, ExtensionType.server_name, ExtensionType.ec_point_formats,
+    ExtensionType.supported_groups, ExtensionType.session_ticket, ExtensionType.encrypt_then_mac,
+    ExtensionType.extended_master_secret, ExtensionType.signature_algorithms, ExtensionType.supported_versions,
+    ExtensionType.psk_key_exchange_modes, ExtensionType.key_share,
 )
 
 
@@ -73,7 +96,7 @@ def profile_spec(name: str, server_name: str | None, options: dict[str, Any] | N
             cipher_suites=(*DEFAULT_CIPHER_SUITES, *_TLS12_SUITES),
             groups=(NamedGroup.X25519MLKEM768, NamedGroup.x25519, NamedGroup.secp256r1, NamedGroup.secp384r1),
             key_shares=(NamedGroup.X25519MLKEM768, NamedGroup.x25519),
-            signature_schemes=_CHROME_SIGNATURES,
+            signature_schemes=(GREASE_VALUES[os.urandom(1)[0] % 16], *_CHROME_SIGNATURES),
             alpn=(b"h2", b"http/1.1"),
             versions=(TLS13, TLS12),
             grease=True,
@@ -83,14 +106,15 @@ def profile_spec(name: str, server_name: str | None, options: dict[str, Any] | N
     elif name == "openssl35":
         spec = HelloSpec(
             server_name=server_name,
-            cipher_suites=(CipherSuite.TLS_AES_256_GCM_SHA384, CipherSuite.TLS_CHACHA20_POLY1305_SHA256,
-                           CipherSuite.TLS_AES_128_GCM_SHA256, *_TLS12_SUITES),
+            cipher_suites=_NODE_SUITES,
             groups=(NamedGroup.X25519MLKEM768, NamedGroup.x25519, NamedGroup.secp256r1, NamedGroup.x448,
-                    NamedGroup.secp384r1, NamedGroup.secp521r1, NamedGroup.ffdhe2048),
+                    NamedGroup.secp384r1, NamedGroup.secp521r1, NamedGroup.ffdhe2048, 0x0101),
             key_shares=(NamedGroup.X25519MLKEM768, NamedGroup.x25519),
             signature_schemes=_OPENSSL_SIGNATURES,
             versions=(TLS13, TLS12),
+            extension_order=_OPENSSL_ORDER,
             extra_extensions=(
+                Extension(ExtensionType.renegotiation_info, b"\x00"),
                 Extension(ExtensionType.ec_point_formats, b"\x03\x00\x01\x02"),
                 Extension(ExtensionType.session_ticket, b""),
                 Extension(ExtensionType.encrypt_then_mac, b""),
@@ -145,6 +169,8 @@ def _chrome_extras() -> tuple[Extension, ...]:
     # GREASE ECH (draft-ietf-tls-esni §6.2): outer type, HPKE suite, a random config id, a 32-byte enc and
     # a payload whose length Chrome picks from a small set.
     payload = rnd(random.choice((144, 176, 208, 240)))
+    # Trust anchor IDs: relative OIDs under a CA's arc; 184 bytes as in the capture.
+    anchors = b"".join(b"\x05\x82\xdf\x13" + i.to_bytes(2, "big") for i in range(30)) + b"\x03\x82\xdf\x14"
     ech = b"\x00\x00\x01\x00\x01" + rnd(1) + b"\x00\x20" + rnd(32) + len(payload).to_bytes(2, "big") + payload
     return (
         Extension(ExtensionType.extended_master_secret, b""),
@@ -156,6 +182,7 @@ def _chrome_extras() -> tuple[Extension, ...]:
         Extension(ExtensionType.compress_certificate, b"\x02\x00\x02"),  # brotli
         Extension(ExtensionType.application_settings, b"\x00\x03\x02h2"),
         Extension(ExtensionType.encrypted_client_hello, ech),
+        Extension(_TRUST_ANCHORS, len(anchors).to_bytes(2, "big") + anchors),
     )
 
 
@@ -182,7 +209,7 @@ def build_probe_hello(profile: str, server_name: str | None, *, size: int | None
         hello=hello,
         key_shares=built.key_shares,
         groups=tuple(g for g in spec.groups),
-        cipher_suites=tuple(s for s in spec.cipher_suites if not is_grease(s)),
+        cipher_suites=tuple(s for s in spec.cipher_suites if s in CIPHER_SUITES),
         signature_schemes=tuple(spec.signature_schemes),
         server_name=server_name,
         readable=True,  # shares we could not compute are opaque; the server choosing one fails the read
@@ -261,7 +288,7 @@ def _replay(profile: str, size: int | None, sni_end: int | None, sni_position: s
         raw = hello.encode()
     groups = _offered_groups(hello)
     return ProbeHello(hello=hello, groups=groups,
-                      cipher_suites=tuple(s for s in hello.cipher_suites if not is_grease(s)),
+                      cipher_suites=tuple(s for s in hello.cipher_suites if s in CIPHER_SUITES),
                       signature_schemes=tuple(DEFAULT_SIGNATURE_SCHEMES), server_name=None, readable=False, raw=raw)
 
 
