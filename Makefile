@@ -5,7 +5,7 @@ BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: all setup peers system demo test test-fast lint typecheck bench clean
+.PHONY: all setup peers system demo test test-fast lint typecheck bench clean captures probe-demo
 
 all: test
 
@@ -40,6 +40,10 @@ typecheck: lint
 
 bench: setup
 	$(BIN)/python -m benchmarks.run
+
+# Regenerates captures/ (real hellos from Chromium, Node 26, pqproxy client; root for tcpdump).
+captures: setup
+	$(BIN)/python -m pqproxy.probe.captures --out captures
 
 clean:
 	rm -rf $(VENV) .peers .pytest_cache .mypy_cache .ruff_cache .hypothesis

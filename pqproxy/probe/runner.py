@@ -297,7 +297,8 @@ class Capture:
         self.path = directory / (str(target).replace(":", "_").replace("/", "_").strip("[]") + ".pcap")
         address = _resolve(target.host)
         interface = "lo" if address.startswith("127.") or address == "::1" else "any"
-        self.argv = ["tcpdump", "-i", interface, "-U", "-n", "-s", "0", "-w", str(self.path),
+        # --immediate-mode: without it a short probe's packets can still sit in libpcap's buffer at stop.
+        self.argv = ["tcpdump", "-i", interface, "-U", "--immediate-mode", "-n", "-s", "0", "-w", str(self.path),
                      f"host {address} and tcp port {target.port}"]
         self.proc: subprocess.Popen[bytes] | None = None
 
