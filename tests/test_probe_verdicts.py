@@ -139,6 +139,10 @@ def test_pqproxy_server_is_pq_ready_and_clean(paths: dict[str, Path], tmp_path: 
     # What the server saw: its own connection log has the hybrid handshakes the probe reported.
     groups = {r.get("group") for r in records if r.get("result") == "ok"}
     assert "X25519MLKEM768" in groups and "MLKEM1024" in groups
+    # The probe closes politely (close_notify, FIN, reads to the server's FIN): only the raw-packet
+    # probes (two probes, two attempts, which end with RST by design) may leave a reset behind.
+    resets = [r for r in records if r.get("result") == "peer_reset"]
+    assert len(resets) <= 4, resets
 
 
 def test_node26_is_pq_ready_and_clean(paths: dict[str, Path]) -> None:

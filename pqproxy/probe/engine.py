@@ -362,6 +362,14 @@ async def _goodbye(stream: trio.SocketStream, reader: ResponseReader) -> None:
             if out:
                 await stream.send_all(out)
         await stream.send_eof()
+        # Read to the server's FIN (bounded by the caller's grace period), so neither side sees a reset:
+        # closing with unread data (its session ticket, its close_notify) would make our kernel send RST.
+        drained = 0
+        while drained < MAX_RESPONSE:
+            data = await stream.receive_some(READ_CHUNK)
+            if not data:
+                break
+            drained += len(data)
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
         pass
     finally:
