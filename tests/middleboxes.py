@@ -122,11 +122,11 @@ def _run(argv: list[str], port: int, log: Path) -> Iterator[None]:
 
 
 @contextmanager
-def haproxy_sni_router(work: Path, *, inspect: bool) -> Iterator[Router]:
+def haproxy_sni_router(work: Path, *, inspect: bool, port: int | None = None) -> Iterator[Router]:
     binary = require_binary("haproxy", "apt-get install haproxy")
     work.mkdir(parents=True, exist_ok=True)
     with tls_backend(work, "good") as good, tls_backend(work, "default") as default:
-        port = free_port()
+        port = port or free_port()
         rules = ""
         if inspect:
             rules = (f"    tcp-request inspect-delay {INSPECT_DELAY_MS}ms\n"
@@ -161,13 +161,13 @@ NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 
 @contextmanager
-def nginx_sni_router(work: Path) -> Iterator[Router]:
+def nginx_sni_router(work: Path, port: int | None = None) -> Iterator[Router]:
     binary = require_binary("nginx", "apt-get install nginx libnginx-mod-stream")
     if not os.path.exists(NGINX_STREAM_MODULE):
         require_binary("/nonexistent/ngx_stream_module", "apt-get install libnginx-mod-stream")
     work.mkdir(parents=True, exist_ok=True)
     with tls_backend(work, "good") as good, tls_backend(work, "default") as default:
-        port = free_port()
+        port = port or free_port()
         prefix = work / "nginx"
         (prefix / "logs").mkdir(parents=True, exist_ok=True)
         config = prefix / "nginx.conf"
