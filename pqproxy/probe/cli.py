@@ -139,7 +139,7 @@ def run_probe(args: argparse.Namespace) -> int:
             ready = t.readiness.verdict if t.readiness else "-"
             print(f"{t.target}\t{ready}\t{ids}")
     else:
-        reports.render_terminal(result, console)
+        reports.render_terminal(result, console, baseline=baseline)
     if args.json:
         reports.write_json(result, args.json)
     if args.junit:

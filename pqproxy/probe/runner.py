@@ -148,6 +148,7 @@ class TargetRun:
         if down is not None:
             report.reachable = False
             report.error = down
+            first.passed, first.verdict, first.reason = False, model.INCONCLUSIVE, f"target unreachable: {down}"
             report.results = [first]
             report.duration_s = time.monotonic() - started
             return report
