@@ -34,7 +34,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pqproxy tests benchmarks scripts
-	$(BIN)/mypy pqproxy/tls
+	$(BIN)/mypy pqproxy/tls pqproxy/probe
 
 typecheck: lint
 

@@ -407,18 +407,24 @@ async def run_raw_attempt(target: Target, hello: ProbeHello, shape: Shape, *, pa
         fresh.feed(response)
         return fresh.done
 
-    kwargs: dict[str, object] = {"pause": pause, "timeout": timeout, "want": want}
+    cuts: list[int] | None = None
+    segment_size: int | None = None
+    order: list[int] | None = None
     if shape.kind == "raw-segments":
-        kwargs["segment_size"] = shape.numbers[0]
+        segment_size = shape.numbers[0]
     elif shape.kind == "raw-cuts":
-        kwargs["cuts"] = list(shape.numbers)
+        cuts = list(shape.numbers)
     else:  # raw-reorder: the second segment first
-        size = shape.numbers[0]
-        count = -(-len(wire) // size)
-        kwargs["segment_size"] = size
-        kwargs["order"] = [1, 0, *range(2, count)] if count > 1 else [0]
+        segment_size = shape.numbers[0]
+        count = -(-len(wire) // segment_size)
+        order = [1, 0, *range(2, count)] if count > 1 else [0]
+
+    def deliver() -> raw.RawResult:
+        return raw.deliver_segments(target.host, target.port, wire, cuts=cuts, segment_size=segment_size,
+                                    order=order, pause=pause, timeout=timeout, want=want)
+
     started = time.monotonic()
-    result = await trio.to_thread.run_sync(lambda: raw.deliver_segments(target.host, target.port, wire, **kwargs))
+    result = await trio.to_thread.run_sync(deliver)
     if not result.connected:
         error = result.error or "no connection"
         kind = model.REFUSED if "refused" in error else model.UNREACHABLE

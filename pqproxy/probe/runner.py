@@ -289,7 +289,7 @@ def judge(results: list[ProbeResult], rechecks: dict[str, Outcome], server_name:
 
 def _resolve(host: str) -> str:
     try:
-        return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+        return str(socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0])
     except OSError:
         return host
 
