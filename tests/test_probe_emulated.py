@@ -6,9 +6,8 @@ name that diagnosis with the right evidence, and must *not* name diagnoses that 
 path. The other checks whose probes the broken policy also hits run alongside, to prove their rules
 stay quiet. A target that is down, and a path that resets every second connection, give no diagnosis.
 
-Open weaknesses of the rules and the runner are pinned by ``known_weakness``: the test checks the
-scenario hard, then xfails on the wrong verdict while it is there, and passes once the rule is fixed.
-(See each test's docstring for the failing scenario.)
+The last group of tests pins weaknesses this file found in the rules and the runner, each fixed since:
+the docstrings say what went wrong, and the asserts keep it from coming back.
 
 Raw-packet probes are tested elsewhere (``raw = "no"``); one attempt per probe keeps each test a few
 seconds; the timeout is far above a loopback handshake (~20 ms) so a busy machine does not look broken.
@@ -130,11 +129,6 @@ def only(target: TargetReport, diagnosis_id: str) -> Diagnosis:
     return found
 
 
-def known_weakness(present: bool, text: str) -> None:
-    """An open weakness of the probe's rules or runner, reported to their owner: xfail while it shows,
-    pass once it is fixed."""
-    if present:
-        pytest.xfail(text)
 
 
 # --- the catalogue ----------------------------------------------------------------------------------------
@@ -174,7 +168,7 @@ def test_tiny_first_segment(backends: Backends) -> None:
     assert by_id["pq/tiny-first@1"].outcome.kind == by_id["pq/tiny-first@5"].outcome.kind == model.RST
     for passing in ("pq/tiny-first@8", "pq/split@600", "pq/split@100", "classical/split@100", "pq/small-writes"):
         assert by_id[passing].verdict == model.PASS, passing
-    assert box.count("reset: first read of") == 2
+    assert box.count("reset: first read of") == 4  # two failing probes, each confirmed once
 
 
 def refined_threshold(sweep: list[int], first_failing: int) -> int:
@@ -262,21 +256,22 @@ def test_hrr(backends: Backends) -> None:
     outcome = by_id["hrr/no-share"].outcome
     assert outcome.kind == model.TIMEOUT
     assert outcome.group == "X25519MLKEM768" and "after HelloRetryRequest" in outcome.detail
-    assert box.count("drop: a second ClientHello") == 1
+    assert box.count("drop: a second ClientHello") == 2  # the probe and its confirmation
 
 
 def test_pmtu_blackhole(backends: Backends) -> None:
     with PmtuBlackholeEmulator(backends.good.port, mtu=1400) as box:
         target = probe(box, make_suite("pmtu-blackhole", "size-threshold", sizes=[1024, 2048], refine=False))
     found = only(target, "pmtu-blackhole")
-    assert set(found.evidence) == {"pq/one-write", "classical/one-write", "pq/small-writes"}
+    assert {"pq/one-write", "classical/one-write", "pq/small-writes"} <= set(found.evidence)
     by_id = results(target)
     assert by_id["pq/one-write"].outcome.kind == model.TIMEOUT
     assert by_id["pq/small-writes"].verdict == model.PASS
     # The sweep fails above the MTU too; size-threshold's rule defers to pmtu-blackhole.
     assert by_id["size/2048"].verdict == model.FAIL
     assert catalogue.size_bracket(catalogue.Judged(by_id)) == (1024, 2048)
-    assert box.count("drop: a ") == 2
+    assert by_id["size/2048/small-writes"].verdict == model.PASS  # the same 2048 bytes, 400 at a time
+    assert box.count("drop: a ") == 4  # pq/one-write and size/2048, each confirmed once
 
 
 # --- no diagnosis where there is nothing to diagnose -----------------------------------------------------
@@ -305,11 +300,12 @@ def test_target_down_for_the_whole_run(kind: str) -> None:
 def test_flaky_path_gives_no_diagnosis(backends: Backends, attempts: int) -> None:
     """A box that resets every second connection, whatever it carries.
 
-    Weakness (attempts = 1): the runner rechecks a failed probe's control once, right after it; on an
+    Was a weakness (attempts = 1): the runner rechecks a failed probe's control once, right after it; on an
     alternating path every probe lands on a reset and every recheck on a good connection, so each
     probe whose control passed becomes FAIL: ``classical/split@100`` gives split-segments and
-    ``classical/records@64`` gives multi-record. (With attempts = 2 every probe and control fails
-    once and all is inconclusive.)"""
+    ``classical/records@64`` gives multi-record. Now a failed probe is followed by its control twice and
+    then the probe again (probe, control, control, probe), and any failed recheck marks the target
+    unstable: nothing is blamed on the path."""
     suite = load_suite("default")
     suite.raw, suite.attempts, suite.timeout = "no", attempts, TIMEOUT
     suite.pause = 0.05  # resets do not depend on the shape: no need for reads to stay apart
@@ -318,8 +314,6 @@ def test_flaky_path_gives_no_diagnosis(backends: Backends, attempts: int) -> Non
     assert target.reachable
     assert box.count("reset:") >= len(target.results) // 2
     assert any(r.verdict == model.INCONCLUSIVE for r in target.results)
-    known_weakness(bool(target.diagnoses) and attempts == 1,
-                   f"lock-step recheck on a path that fails every second connection gives {ids(target)}")
     assert target.diagnoses == [], [(d.id, d.summary) for d in target.diagnoses]
 
 
@@ -327,7 +321,7 @@ def test_flaky_path_gives_no_diagnosis(backends: Backends, attempts: int) -> Non
 
 
 def test_sni_offset_box_is_not_multi_record(backends: Backends) -> None:
-    """Weakness: the multi-record probes put server_name *last* (``sni_position="last"``), past byte
+    """Was a weakness: the multi-record probes put server_name *last* (``sni_position="last"``), past byte
     1024 of a post-quantum hello, but their control ``pq/one-write`` keeps the profile's order. Behind
     a 1024-byte peek router that reassembles records perfectly, ``pq/records@512`` is misrouted while
     the control is not, and the rule reports multi-record. Deterministic with ``openssl35`` (server_name
@@ -339,25 +333,23 @@ def test_sni_offset_box_is_not_multi_record(backends: Backends) -> None:
     by_id = results(target)
     assert by_id["pq/one-write"].verdict == model.PASS
     assert by_id["classical/records@64"].verdict == model.PASS  # records as such are fine
-    known_weakness("multi-record" in ids(target), "multi-record's control does not put server_name last")
     assert ids(target) == ["sni-offset"]
 
 
 def test_hrr_box_is_not_codepoint(backends: Backends) -> None:
-    """Weakness: ``codepoint/X25519Kyber768Draft00`` only completes through a HelloRetryRequest (the
+    """Was a weakness: ``codepoint/X25519Kyber768Draft00`` only completes through a HelloRetryRequest (the
     server does not know 0x6399 and asks for X25519), while its control ``codepoint/classical-padded``
     needs none; behind a box that drops second ClientHellos the rule reports codepoint 0x6399."""
     with HrrEmulator(backends.good.port) as box:
         target = probe(box, make_suite("codepoint"))
     kyber = results(target)["codepoint/X25519Kyber768Draft00"]
     assert kyber.outcome.kind == model.TIMEOUT and "after HelloRetryRequest" in kyber.outcome.detail
-    assert box.count("drop: a second ClientHello") == 1
-    known_weakness("codepoint" in ids(target), "codepoint counts a failure after HelloRetryRequest")
+    assert box.count("drop: a second ClientHello") == 2  # the probe and its confirmation
     assert target.diagnoses == []
 
 
 def test_codepoint_box_does_not_change_the_servers_readiness(backends: Backends) -> None:
-    """Weakness: the box's plaintext alert to the readiness probes that offer 0x11EC is read as the
+    """Was a weakness: the box's plaintext alert to the readiness probes that offer 0x11EC is read as the
     server's answer: ready/preference and ready/hrr-to-hybrid get no group, X25519MLKEM768 is listed as
     rejected, and the verdict says the server "prefers classical", while the same server, probed
     directly, is pq-ready and chooses X25519MLKEM768."""
@@ -370,13 +362,11 @@ def test_codepoint_box_does_not_change_the_servers_readiness(backends: Backends)
     assert results(target)["ready/preference"].outcome.alert == "illegal_parameter"
     readiness = target.readiness
     assert readiness is not None
-    known_weakness(readiness.verdict == "pq-capable" and "prefers classical" in readiness.summary,
-                   f"readiness blames the server for the path's alert: {readiness.summary}")
     assert "prefers classical" not in readiness.summary
 
 
 def test_pmtu_above_the_pq_hello_is_not_size_threshold(backends: Backends) -> None:
-    """Weakness: pmtu-blackhole needs ``pq/one-write`` to die; size-threshold never checks "whatever
+    """Was a weakness: pmtu-blackhole needs ``pq/one-write`` to die; size-threshold never checks "whatever
     the split". A hop that drops segments above 2400 bytes (larger than the PQ hello) kills
     ``size/3072`` in one write while the same 3072 bytes in small writes pass, and the rules report
     size-threshold (a cap on the hello) instead of a per-segment limit."""
@@ -389,6 +379,5 @@ def test_pmtu_above_the_pq_hello_is_not_size_threshold(backends: Backends) -> No
     assert by_id["pq/one-write"].verdict == model.PASS  # the PQ hello (~2 KB) fits under this MTU
     assert by_id["size/3072"].outcome.kind == model.TIMEOUT
     assert by_id["custom/size-3072-small-writes"].verdict == model.PASS  # not a cap on the hello
-    assert box.count("drop: a ") == 1
-    known_weakness("size-threshold" in ids(target), "size-threshold does not check that a split hello also fails")
+    assert box.count("drop: a ") >= 2  # size/3072 and its confirmation
     assert "size-threshold" not in ids(target)

@@ -262,7 +262,7 @@ def test_a_control_that_fails_at_the_moment_of_the_recheck_makes_it_inconclusive
     root = _result("classical/one-write", None, _sh())
     control = _result("pq/one-write", "classical/one-write", _sh())
     split = _result("pq/split@600", "pq/one-write", Outcome(model.RST))
-    judge([root, control, split], {"pq/split@600": Outcome(model.REFUSED)}, "x.test")
+    judge([root, control, split], {"pq/split@600": [Outcome(model.REFUSED)]}, "x.test")
     assert split.verdict == "inconclusive"
 
 

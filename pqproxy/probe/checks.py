@@ -18,6 +18,7 @@ from .model import Diagnosis, ProbeResult, ProbeSpec
 
 CLASSICAL_CONTROL = "classical/one-write"
 PQ_CONTROL = "pq/one-write"
+SNI_LAST_CONTROL = "pq/one-write-sni-last"
 SNI_PEEK = 1024  # the fixed peek buffer of the sni-offset family
 SNI_PROBE_SIZE = 3072  # both sni-offset probes are padded to this, so only the offset differs
 CODEPOINT_PROBE_SIZE = 1600
@@ -42,7 +43,7 @@ def controls(pq_profile: str) -> list[ProbeSpec]:
     return [
         _spec(CLASSICAL_CONTROL, "classical", control=None, check="control",
               description="a small classical hello in one write: is the target there at all"),
-        _spec(PQ_CONTROL, pq_profile, control=CLASSICAL_CONTROL, check="control",
+        _spec(PQ_CONTROL, pq_profile, control=CLASSICAL_CONTROL, check="control", sni_position="first",
               description="the post-quantum hello in one write: the control of every shape"),
     ]
 
@@ -52,26 +53,28 @@ def probes_for(check: str, pq_profile: str, sweep: Iterable[int] = DEFAULT_SWEEP
     p = pq_profile
     if check == "split-segments":
         return [
-            _spec("pq/split@600", p, "split@600", control=PQ_CONTROL, check=check,
+            _spec("pq/split@600", p, "split@600", control=PQ_CONTROL, check=check, sni_position="first",
                   description="the hello in two writes, cut at byte 600, with a pause"),
-            _spec("pq/split@100", p, "split@100", control=PQ_CONTROL, check=check,
+            _spec("pq/split@100", p, "split@100", control=PQ_CONTROL, check=check, sni_position="first",
                   description="the hello in two writes, cut at byte 100 (before the extensions)"),
             _spec("classical/split@100", "classical", "split@100", control=CLASSICAL_CONTROL, check=check,
                   description="a SMALL hello split in two: is it the split, or the size"),
         ]
     if check == "tiny-first-segment":
         return [
-            _spec(f"pq/tiny-first@{n}", p, f"tiny-first@{n}", control=PQ_CONTROL, check=check,
+            _spec(f"pq/tiny-first@{n}", p, f"tiny-first@{n}", control=PQ_CONTROL, check=check, sni_position="first",
                   description=f"a first write of {n} byte(s), then the rest")
             for n in (1, 5, 8)
         ]
     if check == "multi-record":
         return [
-            _spec("pq/records@512", p, "records@512", control=PQ_CONTROL, check=check, sni_position="last",
+            _spec(SNI_LAST_CONTROL, p, control=CLASSICAL_CONTROL, check=check, sni_position="last",
+                  description="one record, one write, server_name last: the control of the records probes"),
+            _spec("pq/records@512", p, "records@512", control=SNI_LAST_CONTROL, check=check, sni_position="last",
                   description="the hello in several TLS records (server_name in a later one), one write"),
             _spec("classical/records@64", "classical", "records@64", control=CLASSICAL_CONTROL, check=check,
                   sni_position="last", description="a small hello in two records, one write"),
-            _spec("pq/records-writes@512", p, "records-writes@512", control=PQ_CONTROL, check=check,
+            _spec("pq/records-writes@512", p, "records-writes@512", control=SNI_LAST_CONTROL, check=check,
                   sni_position="last", description="several records, one write each"),
         ]
     if check == "sni-offset":
@@ -103,6 +106,7 @@ def probes_for(check: str, pq_profile: str, sweep: Iterable[int] = DEFAULT_SWEEP
     if check == "pmtu-blackhole":
         return [
             _spec("pq/small-writes", p, "split@400,800,1200,1600,2000", control=CLASSICAL_CONTROL, check=check,
+                  sni_position="first",
                   description="the hello in writes of 400 bytes: segments far below any path MTU"),
         ]
     if check == "early-verdict":
@@ -238,8 +242,9 @@ def rule_sni_offset(j: Judged) -> Diagnosis | None:
 
 
 def rule_codepoint(j: Judged) -> Diagnosis | None:
+    # A failure after a HelloRetryRequest means the codepoint itself got through: the hrr rule's business.
     bad = [r for r in j.with_prefix("codepoint/") if r.spec.id != "codepoint/classical-padded"
-           and r.verdict == model.FAIL]
+           and r.verdict == model.FAIL and not r.outcome.hello_retry]
     if not bad:
         return None
     names = [r.spec.id.split("/", 1)[1] for r in bad]
@@ -256,7 +261,8 @@ def rule_codepoint(j: Judged) -> Diagnosis | None:
 
 def size_bracket(j: Judged) -> tuple[int, int] | None:
     """(largest passing size, smallest failing size) when failures are all above the passes."""
-    sizes = sorted((r.spec.size, r.verdict) for r in j.with_prefix("size/") if r.spec.size is not None)
+    sizes = sorted((r.spec.size, r.verdict) for r in j.with_prefix("size/")
+                   if r.spec.size is not None and r.spec.delivery == "one-write")
     passing = [s for s, v in sizes if v == model.PASS]
     failing = [s for s, v in sizes if v == model.FAIL]
     if not failing or not passing:
@@ -273,37 +279,56 @@ def rule_size_threshold(j: Judged) -> Diagnosis | None:
     if _pmtu_shape(j):
         return None
     ok, bad = bracket
-    failing = [r for r in j.with_prefix("size/") if r.verdict == model.FAIL]
+    split = j.get(small_writes_id(bad))
+    if split is not None and split.verdict != model.FAIL:
+        return None  # the same size gets through in small writes: not a cap on the hello
+    failing = [r for r in j.with_prefix("size/") if r.verdict == model.FAIL and r.spec.delivery == "one-write"]
     return Diagnosis(
         "size-threshold",
-        f"The path refuses hellos of {bad} bytes and more; {ok} bytes work (found by binary search). "
+        f"The path refuses hellos of {bad} bytes and more, whatever the split; {ok} bytes work. "
         f"At {bad}: {failing[0].outcome.describe() if failing else ''}",
-        evidence=j.evidence(*sorted(failing, key=lambda r: r.spec.size or 0)[:3]),
+        evidence=j.evidence(*sorted(failing, key=lambda r: r.spec.size or 0)[:3], split),
         threshold=bad,
         details={"largest_passing": ok, "smallest_failing": bad},
     )
 
 
+def small_writes_id(size: int) -> str:
+    return f"size/{size}/small-writes"
+
+
 def _pmtu_shape(j: Judged) -> bool:
-    """Large single writes die silently, the same bytes in small writes get through."""
+    """Large single writes die silently, the same bytes in small writes get through: for the PQ hello,
+    or for the smallest size the sweep found failing."""
     large = j.get(PQ_CONTROL)
     small_writes = j.get("pq/small-writes")
-    return (
-        large is not None and large.verdict == model.FAIL and large.outcome.kind == model.TIMEOUT
-        and small_writes is not None and small_writes.verdict == model.PASS
-    )
+    if (large is not None and large.verdict == model.FAIL and large.outcome.kind == model.TIMEOUT
+            and small_writes is not None and small_writes.verdict == model.PASS):
+        return True
+    bracket = size_bracket(j)
+    if bracket is None:
+        return False
+    failing, split = j.get(f"size/{bracket[1]}"), j.get(small_writes_id(bracket[1]))
+    return (failing is not None and failing.outcome.kind == model.TIMEOUT
+            and split is not None and split.verdict == model.PASS)
 
 
 def rule_pmtu_blackhole(j: Judged) -> Diagnosis | None:
     if not _pmtu_shape(j):
         return None
     large = j.get(PQ_CONTROL)
-    assert large is not None
+    evidence = [large, j.get("pq/small-writes")] if large is not None and large.verdict == model.FAIL else []
+    bracket = size_bracket(j)
+    details: dict[str, object] = {}
+    if bracket is not None:
+        evidence += [j.get(f"size/{bracket[1]}"), j.get(small_writes_id(bracket[1]))]
+        details = {"largest_passing_write": bracket[0], "smallest_failing_write": bracket[1]}
     return Diagnosis(
         "pmtu-blackhole",
-        "Full-size segments die on the path and no ICMP 'fragmentation needed' comes back: the hello in one "
-        "write times out, the same hello in small writes works, a small hello works.",
-        evidence=j.evidence(large, j.get("pq/small-writes")),
+        "Full-size segments die on the path and no ICMP 'fragmentation needed' comes back: a large hello in one "
+        "write times out, the same bytes in small writes work, a small hello works.",
+        evidence=j.evidence(*evidence),
+        details=details,
     )
 
 

@@ -140,8 +140,9 @@ class ResponseReader:
                 )
                 return
             if isinstance(event, AlertReceived):
-                after = " after HelloRetryRequest" if self.first and self.first.is_hello_retry_request else ""
-                self.outcome = model.Outcome(model.ALERT, alert=event.name, detail=f"encrypted{after}")
+                retried = bool(self.first and self.first.is_hello_retry_request)
+                self.outcome = model.Outcome(model.ALERT, alert=event.name, hello_retry=retried,
+                                             detail="encrypted" + (" after HelloRetryRequest" if retried else ""))
                 return
             if isinstance(event, AlertSent):
                 # Our engine refused something in the server's answer; the path itself delivered it.
@@ -228,7 +229,7 @@ class ResponseReader:
         if self.first is not None:
             if self.first.is_hello_retry_request:
                 detail = f"after HelloRetryRequest for {_hrr_group(self.first)}" + (f"; {detail}" if detail else "")
-                return model.Outcome(kind, group=_hrr_group(self.first), detail=detail)
+                return model.Outcome(kind, group=_hrr_group(self.first), detail=detail, hello_retry=True)
             # A ServerHello came, then the flight stopped: the path delivered the hello.
             return self._server_hello(detail=f"{kind} during the server's flight")
         if self.received and kind == model.TIMEOUT:

@@ -59,7 +59,7 @@ class Outcome:
     certificate_matches_name: bool | None = None  # the leaf covers the SNI we sent (None: not known)
     certificate_signature: str | None = None  # the leaf's signature algorithm, "ecdsa-with-SHA256", "ML-DSA-65"
     signature_scheme: str | None = None  # CertificateVerify's scheme
-    hello_retry: bool = False  # the ServerHello came after a HelloRetryRequest
+    hello_retry: bool = False  # a HelloRetryRequest came first (then this ServerHello, or this failure)
     icmp: IcmpReport | None = None
     elapsed_ms: float = 0.0
     bytes_received: int = 0

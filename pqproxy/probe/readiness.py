@@ -64,6 +64,13 @@ def assess(results: list[ProbeResult]) -> Readiness | None:
             summary += f"; hybrid groups accepted: {', '.join(hybrid)}"
         if hrr_to_hybrid:
             summary += "; asks for the hybrid share by HelloRetryRequest"
+    elif preferred is None and hrr_to_hybrid is None:
+        # No ServerHello to the preference probes: the path (or the server) refused them, so the server's
+        # preference is unknown here; never call that "prefers classical".
+        verdict = "pq-capable"
+        why = preference.outcome.describe() if preference is not None and preference.attempts else "not run"
+        summary = (f"accepts {', '.join(g for g in accepted if g in _PQ_NAMES)}; its preference could not be "
+                   f"read on this path ({why})")
     else:
         verdict = "pq-capable"
         summary = f"accepts {', '.join(g for g in accepted if g in _PQ_NAMES)} but prefers {preferred or 'classical'}"

@@ -94,7 +94,7 @@ class TargetRun:
         self.raw_ok = raw_ok
         self.raw_note = raw_note
         self.results: dict[str, ProbeResult] = {}
-        self.rechecks: dict[str, Outcome] = {}
+        self.rechecks: dict[str, list[Outcome]] = {}
         self.specs: dict[str, ProbeSpec] = {}
 
     async def attempt(self, spec: ProbeSpec) -> tuple[int, int, Outcome]:
@@ -133,9 +133,22 @@ class TargetRun:
                 break
         result = ProbeResult(spec, hello_size, wire_size, attempts, passed=all(_meets(spec, o) for o in attempts))
         self.results[spec.id] = result
-        if not result.passed and spec.control and spec.control in self.specs:
-            # The control again, now: a target that just went away is not a broken path.
-            _, _, self.rechecks[spec.id] = await self.attempt(self.specs[spec.control])
+        control = self.results.get(spec.control or "")
+        if not result.passed and control is not None and control.passed:
+            # The control again now (a target that just went away is not a broken path), and if it still
+            # works the probe once more, so one unlucky connection is not a verdict.
+            # The control twice (probe, control, control, probe): a path that fails every other connection
+            # cannot line its failures up with the probes and its successes with the controls.
+            control_spec = self.specs[control.spec.id]
+            self.rechecks[spec.id] = []
+            for _ in range(2):
+                _, _, recheck = await self.attempt(control_spec)
+                self.rechecks[spec.id].append(recheck)
+                if not _meets(control_spec, recheck):
+                    return result
+            _, _, confirm = await self.attempt(spec)
+            attempts.append(confirm)
+            result.passed = all(_meets(spec, o) for o in attempts)
         return result
 
     async def run(self) -> TargetReport:
@@ -155,7 +168,7 @@ class TargetRun:
         self._notify(root, first)
         for spec in specs[1:]:
             self._notify(spec, await self.run_probe(spec))
-        if "size-threshold" in self.suite.checks and self.suite.refine:
+        if "size-threshold" in self.suite.checks:
             await self.refine_sweep()
         results = list(self.results.values())
         judge(results, self.rechecks, self.target.server_name)
@@ -166,12 +179,31 @@ class TargetRun:
         report.duration_s = time.monotonic() - started
         return report
 
+    def _bracket(self) -> tuple[int, int] | None:
+        interim = list(self.results.values())
+        judge(interim, self.rechecks, self.target.server_name)
+        return catalogue.size_bracket(catalogue.Judged({r.spec.id: r for r in interim}))
+
     async def refine_sweep(self) -> None:
-        """Binary search between the largest passing and the smallest failing sweep size."""
+        """Binary search between the largest passing and the smallest failing sweep size, then the smallest
+        failing size once more in small writes: a cap on the hello fails "whatever the split", a path that
+        loses large segments does not."""
+        if self.suite.refine:
+            await self._binary_search()
+        bracket = self._bracket()
+        if bracket is None:
+            return
+        size = bracket[1]
+        cuts = ",".join(str(n) for n in range(400, size + 5, 400))
+        spec = ProbeSpec(id=catalogue.small_writes_id(size), profile="classical", size=size,
+                         delivery=f"split@{cuts}" if cuts else "one-write", control=catalogue.CLASSICAL_CONTROL,
+                         check="size-threshold", expect="tls",
+                         description=f"the smallest failing size, {size} bytes, in writes of 400 bytes")
+        self._notify(spec, await self.run_probe(spec))
+
+    async def _binary_search(self) -> None:
         for _ in range(catalogue.MAX_REFINE_STEPS):
-            interim = list(self.results.values())
-            judge(interim, self.rechecks, self.target.server_name)
-            bracket = catalogue.size_bracket(catalogue.Judged({r.spec.id: r for r in interim}))
+            bracket = self._bracket()
             if bracket is None or bracket[1] - bracket[0] <= catalogue.SWEEP_RESOLUTION:
                 return
             middle = (bracket[0] + bracket[1]) // 2
@@ -234,7 +266,7 @@ def _unreachable(first: ProbeResult) -> str | None:
     return None
 
 
-def judge(results: list[ProbeResult], rechecks: dict[str, Outcome], server_name: str | None) -> None:
+def judge(results: list[ProbeResult], rechecks: dict[str, list[Outcome]], server_name: str | None) -> None:
     """Routing, pass/fail, and verdicts against controls, in place."""
     by_id = {r.spec.id: r for r in results}
     name_mode = bool(server_name) and any(o.certificate_matches_name for r in results for o in r.attempts)
@@ -267,24 +299,41 @@ def judge(results: list[ProbeResult], rechecks: dict[str, Outcome], server_name:
         r.reason = reasons[0] if reasons else ""
         if len(reasons) > 1 and len(set(reasons)) > 1:
             r.reason += f" (and {len(reasons) - 1} more)"
+    unstable = [k for k, outs in rechecks.items() for o in outs
+                if k in by_id and not _control_ok(by_id, k, o, misrouted)]
     for r in results:
         if r.verdict == model.SKIPPED:
             continue
         if r.passed:
             r.verdict = model.PASS
             continue
+        good = [o for o in r.attempts if _meets(r.spec, o) and misrouted(r, o) is None]
+        if good:
+            # A breakage fails every time; a probe that also passed is an unreliable path or target.
+            r.verdict = model.INCONCLUSIVE
+            r.reason += f"; intermittent: {len(good)} of {len(r.attempts)} attempts passed"
+            continue
         control = by_id.get(r.spec.control or "")
         if control is None:
             r.verdict = model.INCONCLUSIVE
             r.reason = (r.reason + "; " if r.reason else "") + "no control to compare with"
             continue
-        recheck = rechecks.get(r.spec.id)
-        recheck_ok = recheck is None or (_meets(control.spec, recheck) and misrouted(control, recheck) is None)
-        if control.passed and recheck_ok:
+        recheck_ok = all(_meets(control.spec, o) and misrouted(control, o) is None for o in rechecks.get(r.spec.id, []))
+        if control.passed and recheck_ok and unstable:
+            r.verdict = model.INCONCLUSIVE
+            r.reason += (f"; the target failed its own controls {len(unstable)} time(s) during the run "
+                         "(unstable: nothing is blamed on the path)")
+        elif control.passed and recheck_ok:
             r.verdict = model.FAIL
         else:
             r.verdict = model.INCONCLUSIVE
             r.reason += f"; its control {control.spec.id} failed too"
+
+
+def _control_ok(by_id: dict[str, ProbeResult], probe_id: str, recheck: Outcome,
+                misrouted: Callable[[ProbeResult, Outcome], str | None]) -> bool:
+    control = by_id.get(by_id[probe_id].spec.control or "")
+    return control is None or (_meets(control.spec, recheck) and misrouted(control, recheck) is None)
 
 
 def _resolve(host: str) -> str:
