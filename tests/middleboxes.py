@@ -20,7 +20,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import pytest
 from cryptography import x509
 
 from pqproxy.certs import write_dev_pki
-from tests.procs import free_port
+from tests.procs import free_port, wait_listening
 from tests.sidecar_kit import Backend, Sidecar, server_args
 
 HOST = "127.0.0.1"
@@ -90,19 +89,6 @@ class Router:
     log: Path
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    import socket
-
-    deadline = time.monotonic() + STEP
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"exited with {proc.returncode}: {log.read_text(errors='replace')}")
-        try:
-            socket.create_connection((HOST, port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}: {log.read_text(errors='replace')}")
 
 
 @contextmanager
@@ -110,7 +96,7 @@ def _run(argv: list[str], port: int, log: Path) -> Iterator[None]:
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_listening(port, proc, log)
+        wait_listening(port, proc, log, timeout=STEP)
         yield
     finally:
         proc.terminate()

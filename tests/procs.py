@@ -3,15 +3,43 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 TIMEOUT = 10.0
+
+
+def require(reason: str | None) -> None:
+    """Skip with the reason outside CI; in CI (root, everything installed) a missing piece is a failure."""
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def wait_listening(port: int, proc: subprocess.Popen[Any], log: Path, host: str = "127.0.0.1",
+                   timeout: float = 15.0) -> None:
+    """Wait (bounded) until something accepts on host:port; fail with the process's log if it died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}: {log.read_text(errors='replace')}")
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}: {log.read_text(errors='replace')}")
 
 
 def free_port() -> int:

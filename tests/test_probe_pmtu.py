@@ -22,6 +22,7 @@ import pytest
 
 from pqproxy.certs import write_dev_pki
 from tests.netns import Chain, Lab, chain, netns_unavailable
+from tests.procs import require
 
 PORT = 4433
 SUITE = """
@@ -37,17 +38,11 @@ refine = false
 """
 
 
-def _require(reason: str | None) -> None:
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @pytest.fixture
 def tunnel(tmp_path: Path) -> Iterator[tuple[Lab, Chain]]:
-    _require(netns_unavailable() or (None if os.path.exists("/usr/sbin/nft") else "nftables (nft) missing"))
+    require(netns_unavailable() or (None if os.path.exists("/usr/sbin/nft") else "nftables (nft) missing"))
     pki = write_dev_pki(tmp_path / "pki", alg="ecdsa", names=("pqproxy.test",))
     lab = Lab("pmtu")
     try:

@@ -41,7 +41,7 @@ from pqproxy.tls.codepoints import HELLO_RETRY_REQUEST_RANDOM
 from pqproxy.tls.hello import HelloSpec, build_client_hello
 from pqproxy.tls.messages import ServerHello
 from tests.netns import Chain, Lab, chain, netns_unavailable
-from tests.procs import free_port
+from tests.procs import free_port, require
 from tests.sidecar_kit import Backend, Sidecar, server_args
 
 HOST = "127.0.0.1"
@@ -55,23 +55,16 @@ SILENT_TIMEOUT = 1.0  # how long the "never answers" probe waits
 # --- environment ------------------------------------------------------------------------------------------------
 
 
-def _require(reason: str | None) -> None:
-    """Skip with the reason outside CI; in CI (root, everything installed) a missing piece is a failure."""
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @pytest.fixture
 def raw_ok() -> None:
     if os.geteuid() != 0:
-        _require("raw probes need root (raw sockets and nftables); run the tests as root")
+        require("raw probes need root (raw sockets and nftables); run the tests as root")
     elif shutil.which("nft") is None:
-        _require("raw probes need nftables (nft)")
+        require("raw probes need nftables (nft)")
     elif shutil.which("tcpdump") is None:
-        _require("raw probes need tcpdump (scapy compiles the capture filter with it)")
+        require("raw probes need tcpdump (scapy compiles the capture filter with it)")
 
 
 def our_rules() -> list[dict[str, Any]]:
@@ -454,7 +447,7 @@ SEARCH_WAIT, SEARCH_ROUNDS = 1.0, 2  # find_blackhole_hop's defaults: a black ho
 
 
 def _hop_lab(drop_icmp: bool) -> Iterator[tuple[Lab, Chain]]:
-    _require(netns_unavailable())
+    require(netns_unavailable())
     lab = Lab("raw")
     try:
         path = chain(lab, server_mtu=1000)

@@ -16,7 +16,6 @@ import ssl
 import struct
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +52,7 @@ from pqproxy.proxy.proxy_protocol import (
     tls_tlvs,
     v2_header_length,
 )
+from tests.procs import wait_listening
 
 # --- encoding ------------------------------------------------------------------------------------------------
 
@@ -409,17 +409,6 @@ class HAProxy:
     pki: dict[str, Path]
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STEP
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"haproxy exited with {proc.returncode}: {log.read_text(errors='replace')}")
-        try:
-            socket.create_connection((HOST, port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"haproxy did not listen on {port}: {log.read_text(errors='replace')}")
 
 
 @pytest.fixture(scope="module")
@@ -462,8 +451,8 @@ proxy-v2-options ssl,cert-cn,ssl-cipher,cert-sig,cert-key,authority,crc32c,uniqu
     with log.open("wb") as out:
         proc = subprocess.Popen([binary, "-db", "-f", str(config)], stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_listening(accept_port, proc, log)
-        _wait_listening(tls_port, proc, log)
+        wait_listening(accept_port, proc, log, timeout=STEP)
+        wait_listening(tls_port, proc, log, timeout=STEP)
         yield HAProxy(accept_port, tls_port, backend, pki)
     finally:
         proc.terminate()
