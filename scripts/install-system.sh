@@ -3,6 +3,7 @@
 #   chromium  - a real browser with X25519MLKEM768 (tests/test_browser_e2e.py)
 #   haproxy   - a real PROXY-protocol peer and SNI router (tests/test_proxy_protocol.py, the probe suite)
 #   nginx     - stream ssl_preread, a middlebox that handles split and multi-record hellos (the probe suite)
+#   squid-openssl - Squid with ssl_bump (Debian's plain squid is GnuTLS-built, without it): a real TLS-peeking proxy
 #   tcpdump   - regenerates captures/ (make captures) and records probe packets
 #   nftables  - the probe's raw-packet mode drops the kernel's RSTs for its own connections while it runs
 # Already installed -> print versions and stop. Otherwise, as root: apt-get update once, then install.
@@ -12,7 +13,7 @@ set -euo pipefail
 
 # package:command pairs
 wanted=("chromium:chromium" "haproxy:haproxy" "nginx:nginx" "libnginx-mod-stream:/usr/lib/nginx/modules/ngx_stream_module.so"
-        "tcpdump:tcpdump" "nftables:nft")
+        "squid-openssl:/usr/share/doc/squid-openssl" "tcpdump:tcpdump" "nftables:nft")
 
 give_up() {
     if [ "${CI:-}" = "true" ]; then
@@ -43,4 +44,4 @@ if [ "${#missing[@]}" -gt 0 ]; then
         have "${pair#*:}" || give_up "${pair%%:*} installed but ${pair#*:} is not on PATH"
     done
 fi
-echo "system: $(chromium --version 2>/dev/null); $(haproxy -v 2>/dev/null | head -1); $(nginx -v 2>&1); $(tcpdump --version 2>&1 | head -1); $(nft --version)"
+echo "system: $(chromium --version 2>/dev/null); $(haproxy -v 2>/dev/null | head -1); $(nginx -v 2>&1); $(squid -v 2>/dev/null | head -1); $(tcpdump --version 2>&1 | head -1); $(nft --version)"

@@ -184,3 +184,66 @@ stream {{
         log = prefix / "logs" / "error.log"
         with _run(argv, port, prefix / "stdout.log"):
             yield Router(port, good, default, log)
+
+
+@dataclass
+class SquidProxy:
+    port: int  # the HTTP proxy: CONNECT through it
+    backend: TLSBackend  # the TLS server behind it (a pqproxy server for good.test)
+    access_log: Path  # one line a tunnel: client, method, URL, the SNI Squid peeked, its bump mode
+
+
+@contextmanager
+def squid_peek_splice(work: Path) -> Iterator[SquidProxy]:
+    """Squid 5.7 (squid-openssl) as a TLS-inspecting forward proxy: ``ssl_bump peek`` at step 1 reads the
+    ClientHello (SNI), then ``splice`` passes the connection through untouched. Squid refuses to run as
+    root, so its files live in a directory its ``proxy`` user can reach, removed afterwards."""
+    import tempfile
+
+    binary = require_binary("squid", "apt-get install squid-openssl")
+    version = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=STEP).stdout
+    if "--with-openssl" not in version:
+        require_binary("/nonexistent/squid-openssl", "apt-get install squid-openssl (Debian's squid has no ssl_bump)")
+    work.mkdir(parents=True, exist_ok=True)
+    with tls_backend(work, "good") as backend:
+        home = Path(tempfile.mkdtemp(prefix="pqproxy-squid-"))
+        try:
+            home.chmod(0o777)
+            pki = write_dev_pki(home / "pki", alg="ecdsa", names=("squid.test",))
+            combined = home / "squid.pem"
+            combined.write_bytes(pki["server"].read_bytes() + pki["server_key"].read_bytes())
+            for path in (home / "pki", combined, *sorted((home / "pki").iterdir())):
+                path.chmod(0o755 if path.is_dir() else 0o644)
+            port = free_port()
+            config = home / "squid.conf"
+            config.write_text(
+                f"""http_port {HOST}:{port} ssl-bump tls-cert={combined} generate-host-certificates=off
+visible_hostname pqproxy-test
+dns_nameservers 127.0.0.1
+pid_filename {home}/squid.pid
+cache_log {home}/cache.log
+logformat peek %>a %rm %ru sni=%ssl::>sni bump=%ssl::bump_mode
+access_log stdio:{home}/access.log peek
+cache deny all
+coredump_dir {home}
+pinger_enable off
+shutdown_lifetime 1 seconds
+acl step1 at_step SslBump1
+ssl_bump peek step1
+ssl_bump splice all
+acl CONNECT method CONNECT
+http_access allow CONNECT
+http_access deny all
+"""
+            )
+            # A service name of our own: Squid names its shared memory after it, so instances do not collide.
+            service = ["-n", f"pqsquid{port}"]
+            check = subprocess.run([binary, *service, "-k", "parse", "-f", str(config)], capture_output=True,
+                                   text=True, timeout=STEP)
+            assert check.returncode == 0, check.stdout + check.stderr
+            with _run([binary, *service, "-N", "-f", str(config)], port, home / "stdout.log"):
+                yield SquidProxy(port, backend, home / "access.log")
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{(home / 'cache.log').read_text(errors='replace')[-3000:]}") from None
+        finally:
+            shutil.rmtree(home, ignore_errors=True)

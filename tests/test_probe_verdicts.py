@@ -33,7 +33,7 @@ from pqproxy.certs import write_dev_pki
 from pqproxy.probe.engine import Target
 from pqproxy.probe.runner import RunOptions, run_suite
 from pqproxy.probe.suite import load_suite
-from tests.middleboxes import GOOD_NAME, haproxy_sni_router, nginx_sni_router
+from tests.middleboxes import GOOD_NAME, haproxy_sni_router, nginx_sni_router, squid_peek_splice
 from tests.procs import free_port
 from tests.sidecar_kit import Backend, Sidecar, server_args
 
@@ -241,3 +241,32 @@ def test_bad_usage_exits_2(tmp_path: Path) -> None:
         code, stdout, stderr = probe_cli(*args, cwd=tmp_path)
         assert code == 2, (args, stdout, stderr)
         assert stderr.strip(), args
+
+
+def test_squid_peek_is_multi_record_across_reads(tmp_path: Path) -> None:
+    """Squid 5.7 ``ssl_bump peek`` through CONNECT: it reads a hello split across segments, and several
+    records in one write, but closes when the records arrive in separate reads: Squid bug 5266 (fixed after
+    5.7: "SslBump rejects ... a single TLS message split across two TLS records ... separated by a TCP I/O
+    boundary"). The probe must say exactly that: multi-record, from the records-writes probe alone."""
+    with squid_peek_splice(tmp_path / "squid") as squid:
+        out = tmp_path / "r.json"
+        code, stdout, _ = probe_cli(f"{HOST}:{squid.backend.port}", "--sni", GOOD_NAME, "--proxy",
+                                    f"{HOST}:{squid.port}", "--json", str(out), cwd=tmp_path)
+        log = squid.access_log.read_text()
+    assert code == 1, stdout
+    (target,) = json.loads(out.read_text())["targets"]
+    assert [d["id"] for d in target["diagnoses"]] == ["multi-record"], stdout
+    diagnosis = target["diagnoses"][0]
+    assert diagnosis["details"] == {"records_across_reads_only": True}
+    assert diagnosis["evidence"][0] == "pq/records-writes@512"
+    results = {r["spec"]["id"]: r for r in target["results"]}
+    assert results["pq/records-writes@512"]["outcome"]["kind"] == "fin"
+    for fine in ("pq/records@512", "classical/records@64", "pq/split@600", "pq/tiny-first@1"):
+        assert results[fine]["verdict"] == "pass", fine
+        assert results[fine]["outcome"]["certificate_sha256"] == squid.backend.certificate_sha256
+    assert results["pq/raw-segments@100"]["verdict"] == "skipped"  # raw packets cannot go through a proxy
+    assert target["readiness"]["verdict"] == "pq-ready"
+    # Squid's own log: it peeked the SNI and spliced the tunnels that worked, and never saw one in the others.
+    tunnels = [line for line in log.splitlines() if " CONNECT " in line]
+    assert any(f"sni={GOOD_NAME} bump=splice" in line for line in tunnels), log[-2000:]
+    assert any("sni=- bump=peek" in line for line in tunnels), log[-2000:]

@@ -218,14 +218,26 @@ def rule_tiny_first(j: Judged) -> Diagnosis | None:
 
 def rule_multi_record(j: Judged) -> Diagnosis | None:
     one_write = [r for r in (j.get("pq/records@512"), j.get("classical/records@64")) if r and r.verdict == model.FAIL]
-    if not one_write:
-        return None
-    return Diagnosis(
-        "multi-record",
-        "The path cannot read a ClientHello that spans several TLS records (legal, RFC 8446 §5.1), even in one "
-        f"write. {'; '.join(_said(r) for r in one_write)}",
-        evidence=j.evidence(*one_write, j.get("pq/records-writes@512")),
-    )
+    separate = j.get("pq/records-writes@512")
+    splits_fine = all(j.passed(p) for p in ("pq/split@600", "pq/split@100") if j.get(p) is not None)
+    if one_write:
+        return Diagnosis(
+            "multi-record",
+            "The path cannot read a ClientHello that spans several TLS records (legal, RFC 8446 §5.1), even in one "
+            f"write. {'; '.join(_said(r) for r in one_write)}",
+            evidence=j.evidence(*one_write, separate),
+        )
+    if separate is not None and separate.verdict == model.FAIL and splits_fine and j.get("pq/split@600"):
+        # Squid bug 5266 has this shape: records in one read parse, the same records across reads do not,
+        # while one record cut across reads is fine.
+        return Diagnosis(
+            "multi-record",
+            "The path cannot read a ClientHello whose TLS records arrive in separate reads, although it reads "
+            f"several records in one write and one record split across segments. {_said(separate)}",
+            evidence=j.evidence(separate, j.get("pq/records@512"), j.get("pq/split@600")),
+            details={"records_across_reads_only": True},
+        )
+    return None
 
 
 def rule_sni_offset(j: Judged) -> Diagnosis | None:

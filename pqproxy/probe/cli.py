@@ -29,6 +29,8 @@ def add_probe_subparser(sub: Any) -> None:
     p.add_argument("--suite", default="default",
                    help="a shipped suite (default, quick, sweep, readiness, ci) or a .toml file")
     p.add_argument("--sni", metavar="NAME", help="server_name to send (default: the target's host name)")
+    p.add_argument("--proxy", metavar="HOST:PORT",
+                   help="reach the targets through this HTTP proxy (CONNECT), e.g. the corporate egress proxy")
     p.add_argument("--profile", help="the post-quantum hello of the checks: chrome, openssl35, mlkem1024, "
                    "replay:NAME (a capture in captures/) or replay:FILE.pcap")
     p.add_argument("--check", action="append", metavar="ID", help="run only these checks (repeatable)")
@@ -108,6 +110,13 @@ def run_probe(args: argparse.Namespace) -> int:
         if args.no_raw:
             suite.raw = "no"
         targets = _read_targets(args)
+        if args.proxy:
+            import dataclasses
+
+            from .engine import parse_target
+
+            proxy = parse_target(args.proxy)
+            targets = [dataclasses.replace(t, proxy=(proxy.host, proxy.port)) for t in targets]
         baseline = reports.read_baseline(args.baseline) if args.baseline else None
     except (ValueError, OSError) as exc:
         err.print(f"pqproxy probe: {exc}", markup=False, highlight=False)

@@ -49,6 +49,7 @@ class Target:
     host: str
     port: int
     server_name: str | None = None
+    proxy: tuple[str, int] | None = None  # an HTTP proxy to go through with CONNECT (corporate egress, Squid)
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -277,7 +278,8 @@ def _hrr_group(hello: ServerHello) -> str | None:
 def _connect_and_send(target: Target, first: bytes, connect_timeout: float) -> socket.socket:
     """Connect and write the first piece at once, as a browser does: a box that decides on the first
     bytes it sees must see the hello, not an empty buffer because the probe was slow to write."""
-    family, kind, proto, _, address = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)[0]
+    host, port = target.proxy or (target.host, target.port)
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.settimeout(connect_timeout)
@@ -288,11 +290,41 @@ def _connect_and_send(target: Target, first: bytes, connect_timeout: float) -> s
         if hasattr(socket, "TCP_DEFER_ACCEPT"):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
         sock.connect(address)
+        if target.proxy is not None:
+            _http_connect(sock, target)
         sock.sendall(first)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+MAX_PROXY_RESPONSE = 8192
+
+
+class ProxyRefused(OSError):
+    """The HTTP proxy did not open the tunnel."""
+
+
+def _http_connect(sock: socket.socket, target: Target) -> None:
+    """RFC 9110 §9.3.6 CONNECT through an HTTP proxy; the socket's timeout bounds the wait."""
+    authority = f"[{target.host}]:{target.port}" if ":" in target.host else f"{target.host}:{target.port}"
+    sock.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode("ascii"))
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = sock.recv(1024)  # small reads: nothing past the proxy's headers is taken from the tunnel
+        if not chunk:
+            raise ProxyRefused(f"the proxy closed before answering CONNECT {authority}")
+        response += chunk
+        if len(response) > MAX_PROXY_RESPONSE:
+            raise ProxyRefused("the proxy's answer to CONNECT is over 8 KiB of headers")
+    head, _, rest = response.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].decode("latin-1")
+    parts = status.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or parts[1] != "200":
+        raise ProxyRefused(f"the proxy refused CONNECT {authority}: {status[:120]}")
+    if rest:
+        raise ProxyRefused("the proxy sent bytes into the tunnel before the hello")
 
 
 async def run_kernel_attempt(target: Target, hello: ProbeHello, shape: Shape, *, pause: float,
@@ -306,6 +338,8 @@ async def run_kernel_attempt(target: Target, hello: ProbeHello, shape: Shape, *,
     except TimeoutError:
         return model.Outcome(model.UNREACHABLE, detail=f"TCP handshake timed out after {connect_timeout:g}s",
                              elapsed_ms=(time.monotonic() - started) * 1000)
+    except ProxyRefused as exc:
+        return model.Outcome(model.UNREACHABLE, detail=str(exc), elapsed_ms=(time.monotonic() - started) * 1000)
     except (ConnectionResetError, BrokenPipeError) as exc:
         return model.Outcome(model.RST, detail=f"while sending: {exc}", elapsed_ms=(time.monotonic() - started) * 1000)
     except OSError as exc:

@@ -75,10 +75,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture
 def pq_probe(request: pytest.FixtureRequest) -> Callable[..., ProbeCheck]:
-    """``pq_probe(target, suite=None, sni=None, checks=None, attempts=None, raw=False) -> ProbeCheck``."""
+    """``pq_probe(target, suite=None, sni=None, checks=None, attempts=None, raw=False, proxy=None)``
+    -> ``ProbeCheck``; ``proxy`` is an HTTP proxy's host:port to CONNECT through."""
     import trio
 
-    from .engine import parse_target
+    from .engine import Target, parse_target
     from .runner import RunOptions, run_suite
     from .suite import load_suite
 
@@ -86,7 +87,7 @@ def pq_probe(request: pytest.FixtureRequest) -> Callable[..., ProbeCheck]:
     report_dir = request.config.getoption("--pq-probe-report")
 
     def run(target: str, suite: str | None = None, sni: str | None = None, checks: list[str] | None = None,
-            attempts: int | None = None, raw: bool = False) -> ProbeCheck:
+            attempts: int | None = None, raw: bool = False, proxy: str | None = None) -> ProbeCheck:
         loaded = load_suite(suite or default_suite)
         if checks is not None:
             loaded.checks = list(checks)
@@ -95,6 +96,9 @@ def pq_probe(request: pytest.FixtureRequest) -> Callable[..., ProbeCheck]:
         if not raw:
             loaded.raw = "no"
         parsed = parse_target(target, sni)
+        if proxy is not None:
+            via = parse_target(proxy)
+            parsed = Target(parsed.host, parsed.port, parsed.server_name, (via.host, via.port))
         report = trio.run(run_suite, [parsed], loaded, RunOptions(concurrency=1))
         if report_dir:
             from .report import write_json

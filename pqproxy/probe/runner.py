@@ -113,9 +113,10 @@ class TargetRun:
     async def run_probe(self, spec: ProbeSpec) -> ProbeResult:
         self.specs[spec.id] = spec
         shape = parse_shape(spec.delivery)
-        if shape.raw and not self.raw_ok:
+        if shape.raw and (not self.raw_ok or self.target.proxy is not None):
+            why = self.raw_note if not self.raw_ok else "raw-packet probes cannot go through an HTTP proxy"
             result = ProbeResult(spec, 0, 0, [Outcome(model.TIMEOUT, detail="not run")], passed=False,
-                                 verdict=model.SKIPPED, reason=self.raw_note)
+                                 verdict=model.SKIPPED, reason=why)
             self.results[spec.id] = result
             return result
         attempts: list[Outcome] = []
@@ -348,11 +349,12 @@ class Capture:
 
     def __init__(self, directory: Path, target: Target) -> None:
         self.path = directory / (str(target).replace(":", "_").replace("/", "_").strip("[]") + ".pcap")
-        address = _resolve(target.host)
+        host, port = target.proxy or (target.host, target.port)  # through a proxy, its leg is what we see
+        address = _resolve(host)
         interface = "lo" if address.startswith("127.") or address == "::1" else "any"
         # --immediate-mode: without it a short probe's packets can still sit in libpcap's buffer at stop.
         self.argv = ["tcpdump", "-i", interface, "-U", "--immediate-mode", "-n", "-s", "0", "-w", str(self.path),
-                     f"host {address} and tcp port {target.port}"]
+                     f"host {address} and tcp port {port}"]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
