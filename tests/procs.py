@@ -94,6 +94,13 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+        self.close_pipe()
+
+    def close_pipe(self) -> None:
+        """After the process is gone: let the reader reach EOF (bounded), then close stderr (no ResourceWarning)."""
+        self._reader.join(timeout=5)
+        if self.proc.stderr is not None and not self._reader.is_alive():
+            self.proc.stderr.close()
 
 
 def raw_exchange(port: int, data: bytes, host: str = "127.0.0.1", timeout: float = TIMEOUT) -> bytes:

@@ -269,6 +269,7 @@ class Sidecar:
         if popen.poll() is None:
             popen.kill()
         popen.wait(STOP_TIMEOUT)
+        self.proc.close_pipe()
         if check:
             assert not leftover, f"processes of pqproxy {self.mode} (pgid {self.pid}) outlived it"
 
