@@ -114,3 +114,60 @@ def raw_exchange(port: int, data: bytes, host: str = "127.0.0.1", timeout: float
         except ConnectionResetError:
             pass
         return bytes(answer)
+
+
+class ScriptedServer:
+    """A loopback TCP server that is not a TLS server, with one script for every connection: send ``greeting``
+    on accept; then, by default, read once, answer ``reply`` (``None``: nothing) and close; or, with
+    ``listen=True``, read to the end without a word and keep what came in ``received``. Every wait is
+    bounded; ``close()`` stops it."""
+
+    def __init__(self, reply: bytes | None = None, *, greeting: bytes = b"", listen: bool = False) -> None:
+        self.reply, self.greeting, self.listen = reply, greeting, listen
+        self.received: list[bytes] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port: int = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # the accept timeout, or the socket closed
+                continue
+            with conn:
+                conn.settimeout(0.2)
+                try:
+                    if self.greeting:
+                        conn.sendall(self.greeting)
+                    if self.listen:
+                        self.received.append(self._read_to_end(conn))
+                    else:
+                        conn.settimeout(2)
+                        conn.recv(65536)
+                        if self.reply is not None:
+                            conn.sendall(self.reply)
+                except OSError:
+                    pass
+
+    def _read_to_end(self, conn: socket.socket) -> bytes:
+        data = bytearray()
+        while not self._stop.is_set():
+            try:
+                chunk = conn.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:  # a reset ends the connection as surely as a FIN
+                break
+            if not chunk:
+                break
+            data += chunk
+        return bytes(data)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()

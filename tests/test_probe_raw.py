@@ -23,7 +23,6 @@ import concurrent.futures
 import json
 import os
 import shutil
-import socket
 import sys
 import threading
 import time
@@ -41,7 +40,7 @@ from pqproxy.tls.codepoints import HELLO_RETRY_REQUEST_RANDOM
 from pqproxy.tls.hello import HelloSpec, build_client_hello
 from pqproxy.tls.messages import ServerHello
 from tests.netns import Chain, Lab, chain, netns_unavailable
-from tests.procs import free_port, require
+from tests.procs import ScriptedServer, free_port, require
 from tests.sidecar_kit import Backend, Sidecar, server_args
 
 HOST = "127.0.0.1"
@@ -152,51 +151,9 @@ def node_server(pki_files: dict[str, Path]) -> Iterator[NodeServer]:
         yield server
 
 
-class SilentServer:
-    """Accepts, reads and discards; never writes (bounded: closed by the test)."""
-
-    def __init__(self, greeting: bytes = b"") -> None:
-        self.sock = socket.create_server((HOST, 0))
-        self.sock.settimeout(0.2)
-        self.port: int = self.sock.getsockname()[1]
-        self.greeting = greeting
-        self.received: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except (TimeoutError, OSError):
-                continue
-            with conn:
-                conn.settimeout(0.2)
-                if self.greeting:
-                    conn.sendall(self.greeting)
-                data = b""
-                while not self._stop.is_set():
-                    try:
-                        chunk = conn.recv(65536)
-                    except TimeoutError:
-                        continue
-                    except OSError:
-                        break
-                    if not chunk:
-                        break
-                    data += chunk
-                self.received.append(data)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-
 @pytest.fixture
-def silent_server() -> Iterator[SilentServer]:
-    server = SilentServer()
+def silent_server() -> Iterator[ScriptedServer]:
+    server = ScriptedServer(listen=True)
     yield server
     server.close()
 
@@ -329,7 +286,7 @@ def test_rule_exists_during_probe_and_goes_after(pq_server: Sidecar) -> None:
 
 @pytest.mark.usefixtures("raw_ok")
 def test_rule_goes_after_an_exception() -> None:
-    server = SilentServer(greeting=b"hello from a server that talks first\n")
+    server = ScriptedServer(greeting=b"hello from a server that talks first\n", listen=True)
     during: list[list[dict[str, Any]]] = []
 
     def want(response: bytes) -> bool:
@@ -356,7 +313,7 @@ def test_closed_port_is_refused() -> None:
 
 
 @pytest.mark.usefixtures("raw_ok")
-def test_silent_server_times_out(silent_server: SilentServer) -> None:
+def test_silent_server_times_out(silent_server: ScriptedServer) -> None:
     hello = pq_hello()
     started = time.monotonic()
     result = deliver_segments(HOST, silent_server.port, hello, segment_size=500, timeout=SILENT_TIMEOUT,

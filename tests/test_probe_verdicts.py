@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ from pqproxy.probe.engine import Target
 from pqproxy.probe.runner import RunOptions, run_suite
 from pqproxy.probe.suite import load_suite
 from tests.middleboxes import GOOD_NAME, haproxy_sni_router, nginx_sni_router, squid_peek_splice
-from tests.procs import free_port
+from tests.procs import ScriptedServer, free_port
 from tests.sidecar_kit import Backend, Sidecar, server_args
 
 pytestmark = pytest.mark.interop
@@ -165,44 +163,9 @@ def test_node26_is_pq_ready_and_clean(paths: dict[str, Path]) -> None:
 # --- bad targets ---------------------------------------------------------------------------------------
 
 
-class OneShotServer:
-    """A loopback TCP server that answers every connection with ``reply`` (or nothing) and closes."""
-
-    def __init__(self, reply: bytes | None, hold: float = 0.0) -> None:
-        self.reply = reply
-        self.hold = hold
-        self.sock = socket.create_server((HOST, 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(2)
-                try:
-                    conn.recv(65536)
-                    if self.reply is not None:
-                        conn.sendall(self.reply)
-                    self.stop.wait(self.hold)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
-        self.sock.close()
-
-
 @pytest.fixture
-def bad_server(request: pytest.FixtureRequest) -> Iterator[OneShotServer]:
-    server = OneShotServer(*request.param)
+def bad_server(request: pytest.FixtureRequest) -> Iterator[ScriptedServer]:
+    server = ScriptedServer(*request.param)
     try:
         yield server
     finally:
@@ -229,7 +192,7 @@ def test_closed_port_exits_2(tmp_path: Path) -> None:
     indirect=["bad_server"],
     ids=["http", "garbage", "oversized-record", "silent-close"],
 )
-def test_bad_targets_exit_2_with_a_sentence(bad_server: OneShotServer, words: str, tmp_path: Path) -> None:
+def test_bad_targets_exit_2_with_a_sentence(bad_server: ScriptedServer, words: str, tmp_path: Path) -> None:
     code, stdout, stderr = probe_cli(f"{HOST}:{bad_server.port}", "--suite", "quick", "--timeout", "2", cwd=tmp_path)
     assert code == 2, stdout + stderr
     assert words in stdout, stdout
