@@ -36,7 +36,8 @@ def _csv(text: str) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pqproxy",
-        description="Quantum-safe TLS 1.3 sidecar (X25519+ML-KEM hybrid key exchange).",
+        description="Quantum-safe TLS 1.3 sidecar (X25519+ML-KEM hybrid key exchange), and a probe suite for the "
+        "middleboxes that break on post-quantum ClientHellos.",
     )
     parser.add_argument("--version", action="version", version=f"pqproxy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import trio
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..tls.alerts import alert_name
 from ..tls.certificates import certificate_matches_name
@@ -131,7 +132,7 @@ class ResponseReader:
                 cert = event.peer_certificate
                 self.outcome = self._server_hello(
                     hello_retry=event.hello_retry,
-                    certificate_sha256=hashlib.sha256(cert.public_bytes(_DER)).hexdigest() if cert else None,
+                    certificate_sha256=hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest() if cert else None,
                     certificate_signature=certificate_signature_name(cert) if cert else None,
                     certificate_matches_name=(certificate_matches_name(cert, self.hello.server_name)
                                               if cert is not None and self.hello.server_name else None),
@@ -236,9 +237,6 @@ class ResponseReader:
         if self.received and kind == model.TIMEOUT:
             detail = (detail + "; " if detail else "") + f"{self.received} bytes, no complete ServerHello"
         return model.Outcome(kind, detail=detail)
-
-
-_DER = __import__("cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]).Encoding.DER
 
 
 def _preview(buf: bytes | bytearray) -> str:
@@ -437,10 +435,12 @@ async def run_raw_attempt(target: Target, hello: ProbeHello, shape: Shape, *, pa
     wire = wire_bytes(hello.encode(), shape)
     reader = ResponseReader(hello)
 
+    # Enough has come once the ServerHello is in; the raw sender hands us everything so far each time.
+    light = ResponseReader(hello, decrypt=False)
+
     def want(response: bytes) -> bool:
-        fresh = ResponseReader(hello, decrypt=False)  # enough: the ServerHello is in
-        fresh.feed(response)
-        return fresh.done
+        light.feed(response[light.received:])
+        return light.done
 
     cuts: list[int] | None = None
     segment_size: int | None = None

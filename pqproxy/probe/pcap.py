@@ -297,14 +297,10 @@ def extension_name(ext_type: int) -> str:
         return f"0x{ext_type:04x}"
 
 
-# IANA names of groups real clients offer that the engine has no codepoint for (RFC 7919 FFDHE).
-_OTHER_GROUP_NAMES = {0x0101: "ffdhe3072", 0x0102: "ffdhe4096", 0x0103: "ffdhe6144", 0x0104: "ffdhe8192"}
-
-
 def _group(code: int) -> str:
     if is_grease(code):
         return "GREASE"
-    return _OTHER_GROUP_NAMES.get(code) or group_name(code)
+    return group_name(code)
 
 
 def summarise(hello: bytes | CapturedHello) -> dict[str, Any]:

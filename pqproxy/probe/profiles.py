@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from ..tls.codepoints import (
 )
 from ..tls.config import DEFAULT_SIGNATURE_SCHEMES
 from ..tls.groups import ClientKeyShare, group_by_name
-from ..tls.hello import PADDING_HEADER, HelloSpec, build_client_hello, pad_client_hello
+from ..tls.hello import HelloSpec, build_client_hello, pad_client_hello
 from ..tls.key_schedule import CIPHER_SUITES, DEFAULT_CIPHER_SUITES
 from ..tls.messages import ClientHello, Extension
 
@@ -255,10 +254,6 @@ def place_server_name(hello: ClientHello, end: int) -> None:
     hello.extensions = [Extension(_FILLER_TYPE, bytes(filler_body)), sni, *others]
 
 
-def natural_size(profile: str, server_name: str | None, options: dict[str, Any] | None = None) -> int:
-    return len(build_probe_hello(profile, server_name, options=options).encode())
-
-
 def _place(hello: ClientHello, sni_end: int | None, sni_position: str | None) -> None:
     if sni_end is not None:
         place_server_name(hello, int(sni_end))
@@ -301,17 +296,3 @@ def _offered_groups(hello: ClientHello) -> tuple[int, ...]:
     return ()
 
 
-def pad_to(hello: ClientHello, size: int) -> None:
-    pad_client_hello(hello, size)
-
-
-__all__ = [
-    "PADDING_HEADER", "PROFILES", "ProbeHello", "build_probe_hello", "extensions_start", "natural_size",
-    "place_server_name", "profile_spec", "server_name_end",
-]
-
-
-def describe_groups(groups: Sequence[int]) -> list[str]:
-    from ..tls.groups import group_name
-
-    return ["GREASE" if is_grease(g) else group_name(g) for g in groups]

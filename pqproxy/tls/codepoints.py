@@ -71,7 +71,11 @@ class NamedGroup(enum.IntEnum):
     secp521r1 = 0x0019
     x25519 = 0x001D
     x448 = 0x001E
-    ffdhe2048 = 0x0100
+    ffdhe2048 = 0x0100  # RFC 7919: offered by OpenSSL clients; named here so probes and captures can say so
+    ffdhe3072 = 0x0101
+    ffdhe4096 = 0x0102
+    ffdhe6144 = 0x0103
+    ffdhe8192 = 0x0104
     MLKEM512 = 0x0200
     MLKEM768 = 0x0201
     MLKEM1024 = 0x0202
