@@ -2,7 +2,8 @@
 
 Each box routes the name ``good.test`` to one TLS backend and everything else to a *default* backend
 with another certificate, the way SNI routers are deployed. A box that loses the SNI therefore answers
-with the wrong certificate, which is exactly what the probe must notice.
+with the wrong certificate, which is exactly what the probe must notice. The configurations are
+``pqproxy.lab.gear``'s, the same that ``pqproxy lab`` puts on its middlebox hop.
 
 - ``haproxy_sni_router(inspect=False)``: ``use_backend ... if { req.ssl_sni ... }`` and no
   ``tcp-request content`` rule: HAProxy decides on whatever bytes it has when the stream starts.
@@ -29,13 +30,13 @@ import pytest
 from cryptography import x509
 
 from pqproxy.certs import write_dev_pki
+from pqproxy.lab import gear
 from tests.procs import free_port, wait_listening
 from tests.sidecar_kit import Backend, Sidecar, server_args
 
 HOST = "127.0.0.1"
-GOOD_NAME = "good.test"
+GOOD_NAME = gear.GOOD_NAME
 STEP = 15.0
-INSPECT_DELAY_MS = 1500
 
 
 def require_binary(name: str, hint: str) -> str:
@@ -113,29 +114,9 @@ def haproxy_sni_router(work: Path, *, inspect: bool, port: int | None = None) ->
     work.mkdir(parents=True, exist_ok=True)
     with tls_backend(work, "good") as good, tls_backend(work, "default") as default:
         port = port or free_port()
-        rules = ""
-        if inspect:
-            rules = (f"    tcp-request inspect-delay {INSPECT_DELAY_MS}ms\n"
-                     "    tcp-request content accept if { req.ssl_hello_type 1 }\n")
         config = work / f"haproxy-{'inspect' if inspect else 'plain'}.cfg"
-        config.write_text(
-            f"""global
-    maxconn 256
-defaults
-    mode tcp
-    timeout connect 2s
-    timeout client 10s
-    timeout server 10s
-frontend sni_router
-    bind {HOST}:{port}
-{rules}    use_backend good if {{ req.ssl_sni -i {GOOD_NAME} }}
-    default_backend fallback
-backend good
-    server good {HOST}:{good.port}
-backend fallback
-    server fallback {HOST}:{default.port}
-"""
-        )
+        config.write_text(gear.haproxy_sni_router(listen=f"{HOST}:{port}", good=f"{HOST}:{good.port}",
+                                                  default=f"{HOST}:{default.port}", inspect=inspect))
         check = subprocess.run([binary, "-c", "-f", str(config)], capture_output=True, text=True, timeout=STEP)
         assert check.returncode == 0, check.stdout + check.stderr
         log = config.with_suffix(".log")
@@ -143,7 +124,7 @@ backend fallback
             yield Router(port, good, default, log)
 
 
-NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+NGINX_STREAM_MODULE = gear.NGINX_STREAM_MODULE
 
 
 @contextmanager
@@ -157,27 +138,8 @@ def nginx_sni_router(work: Path, port: int | None = None) -> Iterator[Router]:
         prefix = work / "nginx"
         (prefix / "logs").mkdir(parents=True, exist_ok=True)
         config = prefix / "nginx.conf"
-        config.write_text(
-            f"""load_module {NGINX_STREAM_MODULE};
-daemon off;
-master_process off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/logs/error.log info;
-events {{ worker_connections 256; }}
-stream {{
-    map $ssl_preread_server_name $pq_backend {{
-        {GOOD_NAME} {HOST}:{good.port};
-        default {HOST}:{default.port};
-    }}
-    server {{
-        listen {HOST}:{port};
-        ssl_preread on;
-        preread_timeout 5s;
-        proxy_pass $pq_backend;
-    }}
-}}
-"""
-        )
+        config.write_text(gear.nginx_sni_router(prefix=prefix, listen=f"{HOST}:{port}", good=f"{HOST}:{good.port}",
+                                                default=f"{HOST}:{default.port}"))
         argv = [binary, "-p", str(prefix), "-c", str(config)]
         check = subprocess.run([*argv, "-t"], capture_output=True, text=True, timeout=STEP)
         assert check.returncode == 0, check.stdout + check.stderr
@@ -216,26 +178,7 @@ def squid_peek_splice(work: Path) -> Iterator[SquidProxy]:
                 path.chmod(0o755 if path.is_dir() else 0o644)
             port = free_port()
             config = home / "squid.conf"
-            config.write_text(
-                f"""http_port {HOST}:{port} ssl-bump tls-cert={combined} generate-host-certificates=off
-visible_hostname pqproxy-test
-dns_nameservers 127.0.0.1
-pid_filename {home}/squid.pid
-cache_log {home}/cache.log
-logformat peek %>a %rm %ru sni=%ssl::>sni bump=%ssl::bump_mode
-access_log stdio:{home}/access.log peek
-cache deny all
-coredump_dir {home}
-pinger_enable off
-shutdown_lifetime 1 seconds
-acl step1 at_step SslBump1
-ssl_bump peek step1
-ssl_bump splice all
-acl CONNECT method CONNECT
-http_access allow CONNECT
-http_access deny all
-"""
-            )
+            config.write_text(gear.squid_peek_splice(home=home, listen=f"{HOST}:{port}", tls_cert=combined))
             # A service name of our own: Squid names its shared memory after it, so instances do not collide.
             service = ["-n", f"pqsquid{port}"]
             check = subprocess.run([binary, *service, "-k", "parse", "-f", str(config)], capture_output=True,

@@ -24,13 +24,7 @@ import pytest
 import trio
 
 from pqproxy.certs import write_dev_pki
-from pqproxy.probe import checks as catalogue
-from pqproxy.probe import model
-from pqproxy.probe.engine import Target
-from pqproxy.probe.model import Diagnosis, ProbeResult, RunReport, TargetReport
-from pqproxy.probe.runner import RunOptions, run_suite
-from pqproxy.probe.suite import Suite, load_suite, parse_suite
-from tests.emulators import (
+from pqproxy.lab.emulators import (
     CodepointEmulator,
     EarlyVerdictEmulator,
     Emulator,
@@ -42,6 +36,12 @@ from tests.emulators import (
     SniOffsetEmulator,
     TinyFirstSegmentEmulator,
 )
+from pqproxy.probe import checks as catalogue
+from pqproxy.probe import model
+from pqproxy.probe.engine import Target
+from pqproxy.probe.model import Diagnosis, ProbeResult, RunReport, TargetReport
+from pqproxy.probe.runner import RunOptions, run_suite
+from pqproxy.probe.suite import Suite, load_suite, parse_suite
 from tests.middleboxes import GOOD_NAME, TLSBackend, leaf_sha256
 from tests.procs import free_port
 from tests.sidecar_kit import Backend, Sidecar, server_args

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from pqproxy.certs import write_dev_pki
-from tests.netns import Chain, Lab, chain, netns_unavailable
+from pqproxy.lab.netns import Chain, Lab, chain, netns_unavailable
 from tests.procs import require
 
 PORT = 4433

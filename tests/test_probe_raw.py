@@ -34,12 +34,12 @@ import pytest
 from peers.node import NodeServer, node_binary
 
 from pqproxy.certs import write_dev_pki
+from pqproxy.lab.netns import Chain, Lab, chain, netns_unavailable
 from pqproxy.probe import raw
 from pqproxy.probe.raw import RawResult, RawUnavailable, deliver_segments, plan_segments
 from pqproxy.tls.codepoints import HELLO_RETRY_REQUEST_RANDOM
 from pqproxy.tls.hello import HelloSpec, build_client_hello
 from pqproxy.tls.messages import ServerHello
-from tests.netns import Chain, Lab, chain, netns_unavailable
 from tests.procs import ScriptedServer, free_port, require
 from tests.sidecar_kit import Backend, Sidecar, server_args
 

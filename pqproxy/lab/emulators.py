@@ -1,9 +1,12 @@
-"""Middlebox *emulators*: small loopback TCP proxies that each apply one broken policy of REFERENCE.md §3.
+"""Middlebox *emulators*: small TCP proxies that each apply one broken policy of REFERENCE.md §3.
 
 No Debian package reproduces these failures, so each emulator imitates the documented behaviour of
-real gear, in front of a real ``pqproxy server`` backend (see ``tests/middleboxes.py::tls_backend``).
-They are emulators, not the gear: they prove that the probe's *rules* name the failure they are shown,
-on real TCP and real TLS, and nothing else.
+real gear, in front of a real ``pqproxy server`` backend. They are emulators, not the gear: they prove
+that the probe's *rules* name the failure they are shown, on real TCP and real TLS, and nothing else.
+The tests run them on loopback (``tests/test_probe_emulated.py``); ``pqproxy lab`` runs them on its
+middlebox hop (``python -m pqproxy.lab.emulators SPEC.json``, see ``main``). The early-verdict DPI of the
+lab is a packet-level emulator instead (``pqproxy.lab.nfqueue``); ``EarlyVerdictEmulator`` here is its
+socket-level twin for loopback tests.
 
 Every emulator works the same way: accept a connection, read the client's bytes as its policy needs
 (``decide``), then reset, close, answer, silently drop, or connect to a backend and forward. While
@@ -30,7 +33,8 @@ emulator                             imitates (REFERENCE.md §3)
 ===================================  ============================================================
 
 Bounded: every wait has a timeout, the inspection buffer has a maximum, a forwarded connection idle
-for ``IDLE_TIMEOUT`` is closed, and ``stop()`` wakes and joins every thread. 127.0.0.1 only.
+for ``IDLE_TIMEOUT`` is closed, and ``stop()`` wakes and joins every thread. They listen on 127.0.0.1
+unless told otherwise (``host``): the lab gives them its middlebox's 198.18.0.0/15 address.
 """
 
 from __future__ import annotations
@@ -199,11 +203,13 @@ class Emulator:
     name = "emulator"
     imitates = ""
 
-    def __init__(self, backend: int, default_backend: int | None = None) -> None:
+    def __init__(self, backend: int, default_backend: int | None = None, *, host: str = HOST, port: int = 0,
+                 upstream_host: str = HOST) -> None:
         self.backend = backend
         self.default_backend = default_backend
+        self.upstream_host = upstream_host
         self.decisions: list[str] = []
-        self._listener = socket.create_server((HOST, 0), backlog=64)
+        self._listener = socket.create_server((host, port), backlog=64)
         self._listener.settimeout(0.1)
         self.port: int = self._listener.getsockname()[1]
         self._stop = threading.Event()
@@ -313,7 +319,7 @@ class Emulator:
             elif decision.action == FORWARD:
                 port = decision.backend or self.backend
                 try:
-                    backend = socket.create_connection((HOST, port), timeout=CONNECT_TIMEOUT)
+                    backend = socket.create_connection((self.upstream_host, port), timeout=CONNECT_TIMEOUT)
                 except OSError as exc:
                     self.note(f"reset: backend {port}: {exc}")
                     reset = True
@@ -398,10 +404,10 @@ class SniOffsetEmulator(Emulator):
     imitates = "SNI routers with a fixed peek buffer (often 1024 bytes)"
 
     def __init__(self, backend: int, default_backend: int | None = None, *, names: tuple[str, ...],
-                 peek: int = 1024) -> None:
-        self.names = names
+                 peek: int = 1024, **where: Any) -> None:
+        self.names = tuple(names)
         self.peek = peek
-        super().__init__(backend, default_backend)
+        super().__init__(backend, default_backend, **where)
 
     def decide(self, c: Conn) -> Decision:
         deadline = time.monotonic() + READ_TIMEOUT
@@ -425,9 +431,9 @@ class TinyFirstSegmentEmulator(Emulator):
     name = "tiny-first-segment"
     imitates = "F5 BIG-IP (K53322151): needs >= 8 bytes in the first fragment"
 
-    def __init__(self, backend: int, *, minimum: int = 8) -> None:
+    def __init__(self, backend: int, *, minimum: int = 8, **where: Any) -> None:
         self.minimum = minimum
-        super().__init__(backend)
+        super().__init__(backend, **where)
 
     def decide(self, c: Conn) -> Decision:
         first = c.read()
@@ -444,9 +450,9 @@ class SizeThresholdEmulator(Emulator):
     name = "size-threshold"
     imitates = "a hard cap on the hello (nginx preread / Envoy tls_inspector buffers, sslsplit)"
 
-    def __init__(self, backend: int, *, limit: int = 3000) -> None:
+    def __init__(self, backend: int, *, limit: int = 3000, **where: Any) -> None:
         self.limit = limit
-        super().__init__(backend)
+        super().__init__(backend, **where)
 
     @property
     def first_failing_size(self) -> int:
@@ -503,9 +509,9 @@ class EarlyVerdictEmulator(Emulator):
     name = "early-verdict"
     imitates = "AWS Network Firewall on Suricata 6.0.9: a rule fires before reassembly"
 
-    def __init__(self, backend: int, *, large: int = 1024) -> None:
+    def __init__(self, backend: int, *, large: int = 1024, **where: Any) -> None:
         self.large = large
-        super().__init__(backend)
+        super().__init__(backend, **where)
 
     def decide(self, c: Conn) -> Decision:
         first = c.read()
@@ -559,9 +565,9 @@ class PmtuBlackholeEmulator(Emulator):
     name = "pmtu-blackhole"
     imitates = "a tunnel hop that drops full-size segments, ICMP filtered"
 
-    def __init__(self, backend: int, *, mtu: int = 1400) -> None:
+    def __init__(self, backend: int, *, mtu: int = 1400, **where: Any) -> None:
         self.mtu = mtu
-        super().__init__(backend)
+        super().__init__(backend, **where)
 
     def upstream(self, c: Conn, data: bytes) -> bool:
         if len(data) > self.mtu:
@@ -577,9 +583,9 @@ class FlakyEmulator(Emulator):
     name = "flaky"
     imitates = "an overloaded box that resets connections regardless of content"
 
-    def __init__(self, backend: int, *, every: int = 2) -> None:
+    def __init__(self, backend: int, *, every: int = 2, **where: Any) -> None:
         self.every = every
-        super().__init__(backend)
+        super().__init__(backend, **where)
 
     def decide(self, c: Conn) -> Decision:
         c.read()
@@ -596,3 +602,70 @@ class SilentEmulator(Emulator):
 
     def decide(self, c: Conn) -> Decision:
         return Decision(DROP)
+
+
+# --- running emulators as a process (the lab's middlebox hop) ----------------------------------------------
+
+EMULATORS: dict[str, type[Emulator]] = {
+    cls.name: cls
+    for cls in (SniOffsetEmulator, TinyFirstSegmentEmulator, SizeThresholdEmulator, CodepointEmulator,
+                EarlyVerdictEmulator, HrrEmulator, PmtuBlackholeEmulator, FlakyEmulator, SilentEmulator)
+}
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def start_from_spec(spec: dict[str, Any]) -> Emulator:
+    """One emulator from a spec entry: ``{"emulator": NAME, "listen": "H:P", "backend": "H:P",
+    "default_backend": "H:P" (optional, same host as backend), "options": {...}}``."""
+    cls = EMULATORS[spec["emulator"]]
+    host, port = _host_port(spec["listen"])
+    upstream_host, backend = _host_port(spec["backend"])
+    default = _host_port(spec["default_backend"])[1] if spec.get("default_backend") else None
+    options = dict(spec.get("options", {}))
+    if default is not None:
+        options["default_backend"] = default
+    return cls(backend, host=host, port=port, upstream_host=upstream_host, **options)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pqproxy.lab.emulators SPEC.json``: run the emulators a JSON list describes until SIGTERM
+    or SIGINT, printing one JSON line per decision (what each connection met, for ``pqproxy lab`` logs)."""
+    import json
+    import signal
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m pqproxy.lab.emulators SPEC.json", file=sys.stderr)
+        return 2
+    with open(args[0], encoding="utf-8") as f:
+        specs = json.load(f)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    running: list[Emulator] = []
+    try:
+        for spec in specs:
+            running.append(start_from_spec(spec))
+        print(json.dumps({"event": "ready", "emulators": [f"{e.name}@{e.port}" for e in running]}), flush=True)
+        seen = [0] * len(running)
+        while not stop.wait(0.5):
+            for i, emulator in enumerate(running):
+                with emulator._lock:
+                    new = emulator.decisions[seen[i]:]
+                seen[i] += len(new)
+                for decision in new:
+                    print(json.dumps({"event": "decision", "emulator": emulator.name, "port": emulator.port,
+                                      "decision": decision}), flush=True)
+    finally:
+        for emulator in running:
+            emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Network namespaces for tests: build a small routed topology, run processes inside it, always tear it down.
+"""Network namespaces: build a small routed topology, run processes inside it, always tear it down.
 
 The test network rules (DESIGN.md): multi-hop topologies live in namespaces the test creates and deletes itself, with
 198.18.0.0/15 addresses (RFC 2544's benchmarking range) inside them. A ``Lab`` owns its namespaces and every process
@@ -20,11 +20,14 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
+LAB_ENV = "PQPROXY_LAB"  # set in the environment of every process ``Lab.spawn`` starts
 COMMAND_TIMEOUT = 10.0  # one ip/nft/sysctl command; they take milliseconds
 STOP_TIMEOUT = 5.0  # a process we started in a namespace, after SIGTERM
 _counter = itertools.count()
@@ -54,8 +57,10 @@ def _run(argv: Sequence[str], timeout: float = COMMAND_TIMEOUT, check: bool = Tr
 class Lab:
     """A set of namespaces and the processes started in them; all of it goes away in ``close()``."""
 
-    def __init__(self, tag: str = "lab") -> None:
-        self.prefix = f"pq{tag}{os.getpid()}n{next(_counter)}"
+    def __init__(self, tag: str = "lab", *, prefix: str | None = None) -> None:
+        """``prefix``: a fixed name for the namespaces (``pqproxy lab`` uses one, so that another process can
+        find them again); by default one unique to this process and this Lab."""
+        self.prefix = prefix or f"pq{tag}{os.getpid()}n{next(_counter)}"
         self.namespaces: list[str] = []
         self.procs: list[subprocess.Popen[str]] = []
 
@@ -111,10 +116,20 @@ class Lab:
         self.procs.append(proc)
         return proc
 
+    def spawn(self, ns: str, argv: Sequence[str], log: str | os.PathLike[str]) -> subprocess.Popen[bytes]:
+        """Start a daemon inside ``ns`` in a session of its own, stdout and stderr to ``log``: it outlives this
+        process (``pqproxy lab up``); ``close()`` or ``kill_all()`` stops it with every other process in ``ns``.
+        Its environment carries ``PQPROXY_LAB=<prefix>``, so that it can be found again (``lab_processes``)."""
+        with open(log, "ab") as out:
+            return subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    env={**os.environ, LAB_ENV: self.prefix})
+
     # -- teardown ---------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop our processes (SIGTERM, then SIGKILL after a bounded wait) and delete our namespaces."""
+        """Stop our processes (SIGTERM, then SIGKILL after a bounded wait), then every other process still in
+        our namespaces (daemons, their children), and delete the namespaces."""
         for proc in self.procs:
             if proc.poll() is None:
                 proc.terminate()
@@ -127,6 +142,8 @@ class Lab:
                 if stream is not None:
                     stream.close()
         self.procs.clear()
+        for name in self.namespaces:
+            kill_all(name)
         errors = []
         for name in reversed(self.namespaces):
             done = _run(["ip", "netns", "del", name], check=False)
@@ -138,8 +155,58 @@ class Lab:
 
     def existing(self) -> list[str]:
         """Our namespaces that still exist (for teardown checks)."""
-        listed = _run(["ip", "netns", "list"]).stdout.split()
-        return [name for name in listed if name.startswith(self.prefix + "-")]
+        return existing(self.prefix)
+
+
+def existing(prefix: str) -> list[str]:
+    """Namespaces named ``<prefix>-<role>`` that exist now."""
+    listed = [line.split()[0] for line in _run(["ip", "netns", "list"]).stdout.splitlines() if line.strip()]
+    return [name for name in listed if name.startswith(prefix + "-")]
+
+
+def lab_processes(prefix: str) -> list[int]:
+    """Processes started by ``Lab.spawn`` for the lab ``prefix`` that are still alive, wherever they are."""
+    marker = f"{LAB_ENV}={prefix}".encode()
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                if marker in f.read().split(b"\0"):
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def pids_in(ns: str) -> list[int]:
+    """Every process whose network namespace is ``ns`` (``ip netns pids``); [] if it does not exist."""
+    done = _run(["ip", "netns", "pids", ns], check=False)
+    return [int(p) for p in done.stdout.split() if p.isdigit()] if done.returncode == 0 else []
+
+
+def kill_all(ns: str, timeout: float = STOP_TIMEOUT) -> list[int]:
+    """SIGTERM every process in ``ns``, SIGKILL what is left after ``timeout``; returns the pids that were
+    there. A namespace is not gone while a process is in it, even once ``ip netns del`` unnamed it."""
+    first = pids_in(ns)
+    for pid in first:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while (left := pids_in(ns)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while pids_in(ns) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return first
 
 
 @dataclass(frozen=True)
