@@ -294,6 +294,8 @@ def rule_size_threshold(j: Judged) -> Diagnosis | None:
     split = j.get(small_writes_id(bad))
     if split is not None and split.verdict != model.FAIL:
         return None  # the same size gets through in small writes: not a cap on the hello
+    if j.failed(small_writes_id(ok)):
+        return None  # a size that passes in one write fails in pieces: the first segment decides (early-verdict)
     failing = [r for r in j.with_prefix("size/") if r.verdict == model.FAIL and r.spec.delivery == "one-write"]
     return Diagnosis(
         "size-threshold",
@@ -345,21 +347,47 @@ def rule_pmtu_blackhole(j: Judged) -> Diagnosis | None:
 
 
 def rule_early_verdict(j: Judged) -> Diagnosis | None:
-    large = [r for r in (j.get("pq/split@600"), j.get("pq/split@100")) if r is not None and r.verdict == model.FAIL]
     small = j.get("classical/split@100")
-    if not large or small is None or small.verdict != model.PASS:
-        return None
-    if not all(r.outcome.kind in SILENT for r in large):
-        return None
+    if small is None or small.verdict != model.PASS:
+        return None  # even a small split hello fails: split-segments
     hrr = j.get("hrr/classical-first")
     route = ""
     if hrr is not None and hrr.verdict == model.PASS and hrr.outcome.hello_retry:
         route = " A small hello with HelloRetryRequest into the hybrid group works."
+    large = [r for r in (j.get("pq/split@600"), j.get("pq/split@100")) if r is not None and r.verdict == model.FAIL]
+    if large and all(r.outcome.kind in SILENT for r in large):
+        return Diagnosis(
+            "early-verdict",
+            "An inspection rule drops the post-quantum hello when it arrives in pieces (silent drop or reset), "
+            f"before reassembly; a small split hello passes.{route} {'; '.join(_said(r) for r in large)}",
+            evidence=j.evidence(*large, small, hrr),
+        )
+    return _early_verdict_by_segment(j, small, hrr, route)
+
+
+def _early_verdict_by_segment(j: Judged, small: ProbeResult, hrr: ProbeResult | None,
+                              route: str) -> Diagnosis | None:
+    """On a real path the kernel cuts a large hello itself, so the unsplit control fails as well and the split
+    probes say nothing. The size sweep tells instead: a size that passes in one segment fails silently in
+    small writes, and so does the smallest failing size; what decides is whether the whole record is in the
+    first segment, not its size."""
+    bracket = size_bracket(j)
+    if bracket is None:
+        return None
+    ok, bad = bracket
+    pieces = [j.get(small_writes_id(ok)), j.get(small_writes_id(bad))]
+    one_write = j.get(f"size/{bad}")
+    if one_write is None or one_write.outcome.kind not in SILENT:
+        return None
+    if not all(r is not None and r.verdict == model.FAIL and r.outcome.kind in SILENT for r in pieces):
+        return None
     return Diagnosis(
         "early-verdict",
-        "An inspection rule drops the post-quantum hello when it arrives in pieces (silent drop or reset), "
-        f"before reassembly; a small split hello passes.{route} {'; '.join(_said(r) for r in large)}",
-        evidence=j.evidence(*large, small, hrr),
+        f"An inspection rule judges the hello on its first segment and silently drops it when the record does not "
+        f"end there: {ok} bytes pass in one segment and fail in 400-byte writes; {bad} bytes (more than one "
+        f"segment) fail in any shape; a small split hello passes.{route}",
+        evidence=j.evidence(one_write, *pieces, small, hrr),
+        details={"largest_passing_write": ok, "smallest_failing_write": bad},
     )
 
 

@@ -37,6 +37,9 @@ READ_CHUNK = 65536
 MAX_RESPONSE = 256 * 1024  # a server flight is a few KiB; more is not a TLS server talking to us
 MAX_FIRST_MESSAGE = 64 * 1024
 CLOSE_GRACE = 1.0  # seconds to say goodbye politely after the verdict is in
+# After a timeout: a path that swallowed the hello usually swallows our FIN too (an IPS that condemned the
+# flow), and waiting a whole grace period on every silent attempt made black-holed paths slow to probe.
+SILENT_CLOSE_GRACE = 0.25
 
 _ML_DSA_OIDS = {
     "2.16.840.1.101.3.4.3.17": "ML-DSA-44",
@@ -347,12 +350,15 @@ async def run_kernel_attempt(target: Target, hello: ProbeHello, shape: Shape, *,
     local_port = sock.getsockname()[1]
     sock.setblocking(False)
     stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+    said: model.Outcome | None = None
     try:
-        outcome = await _converse(stream, reader, pieces[1:], pause=pause, timeout=timeout)
+        said = await _converse(stream, reader, pieces[1:], pause=pause, timeout=timeout)
     finally:
-        with trio.move_on_after(CLOSE_GRACE) as close_scope:
+        silent = said is not None and said.kind == model.TIMEOUT
+        with trio.move_on_after(SILENT_CLOSE_GRACE if silent else CLOSE_GRACE) as close_scope:
             close_scope.shield = True
             await _goodbye(stream, reader)
+    outcome = said
     outcome.elapsed_ms = (time.monotonic() - started) * 1000
     outcome.bytes_received = reader.received
     outcome.local_port = local_port

@@ -34,6 +34,7 @@ from .readiness import assess
 from .suite import Suite
 
 MAX_TARGETS = 10_000
+SMALL_WRITE = 400  # bytes per write when a size is re-sent "in pieces": far below any path's MSS
 RAW_SPLIT_PROBES = (
     # Exact segment sizes are the point here, not timing: 10 ms apart, so a 2 KB hello takes 0.2 s and no
     # box's preread timeout fires (nginx waited 5 s for the slow version and closed, a true but useless fail).
@@ -188,19 +189,28 @@ class TargetRun:
     async def refine_sweep(self) -> None:
         """Binary search between the largest passing and the smallest failing sweep size, then the smallest
         failing size once more in small writes: a cap on the hello fails "whatever the split", a path that
-        loses large segments does not."""
+        loses large segments does not. If it fails in small writes too, the largest passing size goes in small
+        writes as well: a cap lets it through however it is cut, a box that judges the first segment alone
+        (early-verdict) does not."""
         if self.suite.refine:
             await self._binary_search()
         bracket = self._bracket()
         if bracket is None:
             return
-        size = bracket[1]
-        cuts = ",".join(str(n) for n in range(400, size + 5, 400))
+        ok, bad = bracket
+        failing = await self._small_writes(bad, f"the smallest failing size, {bad} bytes, in writes of 400 bytes")
+        if failing is not None and failing.verdict == model.FAIL and ok > SMALL_WRITE:
+            await self._small_writes(ok, f"the largest passing size, {ok} bytes, in writes of 400 bytes")
+
+    async def _small_writes(self, size: int, description: str) -> ProbeResult | None:
+        cuts = ",".join(str(n) for n in range(SMALL_WRITE, size + 5, SMALL_WRITE))
         spec = ProbeSpec(id=catalogue.small_writes_id(size), profile="classical", size=size,
                          delivery=f"split@{cuts}" if cuts else "one-write", control=catalogue.CLASSICAL_CONTROL,
-                         check="size-threshold", expect="tls",
-                         description=f"the smallest failing size, {size} bytes, in writes of 400 bytes")
+                         check="size-threshold", expect="tls", description=description)
         self._notify(spec, await self.run_probe(spec))
+        interim = list(self.results.values())
+        judge(interim, self.rechecks, self.target.server_name)
+        return self.results.get(spec.id)
 
     async def _binary_search(self) -> None:
         for _ in range(catalogue.MAX_REFINE_STEPS):
