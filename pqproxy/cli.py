@@ -1,4 +1,4 @@
-"""One entry point: ``pqproxy server|client|certs``; ``kme``, ``probe``, ``lab`` and ``bench`` come later."""
+"""One entry point: ``pqproxy server|client|probe|lab|certs``; ``kme`` and ``bench`` come later."""
 
 from __future__ import annotations
 
@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .probe.cli import add_probe_subparser
 
     add_probe_subparser(sub)
+    from .lab.cli import add_lab_subparser
+
+    add_lab_subparser(sub)
     try:
         from .certs import add_certs_subparser
     except ImportError:  # pragma: no cover

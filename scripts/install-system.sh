@@ -6,6 +6,8 @@
 #   squid-openssl - Squid with ssl_bump (Debian's plain squid is GnuTLS-built, without it): a real TLS-peeking proxy
 #   tcpdump   - regenerates captures/ (make captures) and records probe packets
 #   nftables  - the probe's raw-packet mode drops the kernel's RSTs for its own connections while it runs
+#   iptables  - iptables-legacy: the lab's NFQUEUE rule (this kernel's nf_tables has no queue expression)
+#   iproute2  - ip netns, veth, ss: the lab's namespaces
 # Already installed -> print versions and stop. Otherwise, as root: apt-get update once, then install.
 # Outside CI a machine where that is impossible (not root, no apt-get) only gets a warning: those tests then
 # skip and say how to install. In CI (CI=true) anything missing fails the run.
@@ -13,7 +15,8 @@ set -euo pipefail
 
 # package:command pairs
 wanted=("chromium:chromium" "haproxy:haproxy" "nginx:nginx" "libnginx-mod-stream:/usr/lib/nginx/modules/ngx_stream_module.so"
-        "squid-openssl:/usr/share/doc/squid-openssl" "tcpdump:tcpdump" "nftables:nft")
+        "squid-openssl:/usr/share/doc/squid-openssl" "tcpdump:tcpdump" "nftables:nft"
+        "iptables:iptables-legacy" "iproute2:ss")
 
 give_up() {
     if [ "${CI:-}" = "true" ]; then
@@ -44,4 +47,4 @@ if [ "${#missing[@]}" -gt 0 ]; then
         have "${pair#*:}" || give_up "${pair%%:*} installed but ${pair#*:} is not on PATH"
     done
 fi
-echo "system: $(chromium --version 2>/dev/null); $(haproxy -v 2>/dev/null | head -1); $(nginx -v 2>&1); $(squid -v 2>/dev/null | head -1); $(tcpdump --version 2>&1 | head -1); $(nft --version)"
+echo "system: $(chromium --version 2>/dev/null); $(haproxy -v 2>/dev/null | head -1); $(nginx -v 2>&1); $(squid -v 2>/dev/null | head -1); $(tcpdump --version 2>&1 | head -1); $(nft --version); $(iptables-legacy --version)"
