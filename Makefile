@@ -5,7 +5,7 @@ BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: all setup peers system demo test test-fast lint typecheck bench clean captures probe-demo
+.PHONY: all setup peers system demo test test-fast lint typecheck bench clean captures probe-demo lab
 
 all: test
 
@@ -34,7 +34,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pqproxy tests benchmarks scripts
-	$(BIN)/mypy pqproxy/tls pqproxy/probe
+	$(BIN)/mypy pqproxy/tls pqproxy/probe pqproxy/lab
 
 typecheck: lint
 
@@ -47,3 +47,7 @@ captures: setup
 
 clean:
 	rm -rf $(VENV) .peers .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# The middlebox lab: every scenario through `pqproxy probe`, expected against found (root; ~2 min).
+lab: setup
+	$(BIN)/python -m pqproxy lab run

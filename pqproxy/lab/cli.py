@@ -27,7 +27,7 @@ def add_lab_subparser(sub: Any) -> None:
     actions = p.add_subparsers(dest="lab_action", required=True, metavar="ACTION")
     for name, text in (("up", "build the lab and start its services; it stays up until `down`"),
                        ("down", "kill the lab's processes, delete its namespaces and directory"),
-                       ("status", "the lab's namespaces, services and scenarios"),
+                       ("status", "the lab's namespaces and services, and whether each is running"),
                        ("run", "probe every scenario and print expected against found (brings the lab up and "
                                "down unless it is already up)")):
         a = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")

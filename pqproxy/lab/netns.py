@@ -190,23 +190,22 @@ def kill_all(ns: str, timeout: float = STOP_TIMEOUT) -> list[int]:
     """SIGTERM every process in ``ns``, SIGKILL what is left after ``timeout``; returns the pids that were
     there. A namespace is not gone while a process is in it, even once ``ip netns del`` unnamed it."""
     first = pids_in(ns)
-    for pid in first:
+    left = _signal_and_wait(ns, first, signal.SIGTERM, timeout)
+    _signal_and_wait(ns, left, signal.SIGKILL, timeout)
+    return first
+
+
+def _signal_and_wait(ns: str, pids: list[int], sig: signal.Signals, timeout: float) -> list[int]:
+    """Send ``sig`` to ``pids``, then wait (bounded) until ``ns`` is empty; returns who is still in it."""
+    for pid in pids:
         try:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, sig)
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + timeout
     while (left := pids_in(ns)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    while pids_in(ns) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return first
+    return left
 
 
 @dataclass(frozen=True)
