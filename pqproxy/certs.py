@@ -267,6 +267,34 @@ def write_dev_pki(
     return paths
 
 
+def write_kme_pki(out_dir: Path, saes: Sequence[str], server_names: Sequence[str] = ("localhost", "127.0.0.1"),
+                  alg: str = "ecdsa", days: int = DEFAULT_DAYS) -> dict[str, Path]:
+    """The PKI of an ETSI GS QKD 014 deployment: a CA, the KME's server certificate (``kme.pem``/``kme.key``)
+    and one client certificate per SAE whose CN is the SAE ID (``<sae>.pem``/``<sae>.key``): the KME knows
+    which SAE calls from its certificate. Returns the paths by name (``ca``, ``ca_key``, ``kme``, ``kme_key``,
+    and each SAE ID with ``<sae>_key``). Existing files are replaced (a simulator's PKI is disposable)."""
+    general_names(server_names)
+    not_before = datetime.now(UTC) - BACKDATE
+    not_after = not_before + BACKDATE + timedelta(days=days)
+    ca_key = generate_key(alg)
+    ca = build_ca_certificate(ca_key, "pqproxy KME simulator CA", not_before, not_after)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"ca": out_dir / "ca.pem", "ca_key": out_dir / "ca.key"}
+    _write(paths["ca"], _cert_pem(ca), 0o644)
+    _write(paths["ca_key"], _key_pem(ca_key), 0o600)
+    leaves = [("kme", "kme", list(server_names), ExtendedKeyUsageOID.SERVER_AUTH)]
+    leaves += [(sae, sae, [], ExtendedKeyUsageOID.CLIENT_AUTH) for sae in saes]
+    for name, common_name, names, purpose in leaves:
+        key = generate_key(alg)
+        cert = build_leaf_certificate(key.public_key(), ca, ca_key, common_name=common_name, names=names,
+                                      purpose=purpose, not_before=not_before, not_after=not_after)
+        paths[name], paths[f"{name}_key"] = out_dir / f"{name}.pem", out_dir / f"{name}.key"
+        _write(paths[name], _cert_pem(cert), 0o644)
+        _write(paths[f"{name}_key"], _key_pem(key), 0o600)
+    return paths
+
+
 def _common_name(names: Sequence[str]) -> str:
     # The CN is informational (clients match subjectAltName); X.520 caps it at 64 characters.
     first = names[0].strip()

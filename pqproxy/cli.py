@@ -1,4 +1,4 @@
-"""One entry point: ``pqproxy server|client|probe|lab|certs``; ``kme`` and ``bench`` come later."""
+"""One entry point: ``pqproxy server|client|kme|probe|lab|certs``; ``bench`` comes later."""
 
 from __future__ import annotations
 
@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .lab.cli import add_lab_subparser
 
     add_lab_subparser(sub)
+    from .qkd.cli import add_kme_subparser
+
+    add_kme_subparser(sub)
     try:
         from .certs import add_certs_subparser
     except ImportError:  # pragma: no cover
