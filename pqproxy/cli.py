@@ -27,6 +27,17 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drain-timeout", type=float, metavar="S",
                    help="on SIGTERM, seconds open connections get to finish (default 30)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    q = p.add_argument_group("QKD keying (ETSI GS QKD 014; the same keys in a [qkd] table of the TOML file)")
+    q.add_argument("--qkd", choices=["off", "prefer", "require"],
+                   help="key each handshake with a QKD key too: prefer (without one, carry on hybrid-only and count "
+                        "it as degraded) or require (without one, refuse)")
+    q.add_argument("--qkd-kme", metavar="URL", help="our KME, https://host:port")
+    q.add_argument("--qkd-sae-id", metavar="ID", help="our SAE ID (the CN of --qkd-cert)")
+    q.add_argument("--qkd-peer", metavar="ID",
+                   help="client: the server sidecar's SAE ID; server: the only client SAE accepted")
+    q.add_argument("--qkd-cert", metavar="FILE", help="our SAE certificate for mutual TLS to the KME")
+    q.add_argument("--qkd-key", metavar="FILE", help="its private key")
+    q.add_argument("--qkd-ca", metavar="FILE", help="the KME's CA")
 
 
 def _csv(text: str) -> tuple[str, ...]:

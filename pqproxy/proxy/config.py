@@ -97,6 +97,40 @@ class Route(_Strict):
         return self
 
 
+class QKDSettings(_Strict):
+    """QKD keying (DESIGN.md "QKD binding"): where the keys come from, and what happens without one."""
+
+    mode: Literal["off", "prefer", "require"] = "off"
+    kme: str | None = None  # https://host:port of our KME (ETSI GS QKD 014)
+    sae_id: str | None = None  # our SAE ID (the CN of our certificate at the KME)
+    peer: str | None = None  # client: the server's SAE ID; server: the only client SAE accepted (None: any)
+    cert: str | None = None  # our SAE certificate and key, for mutual TLS to the KME
+    key: str | None = None
+    ca: str | None = None  # the KME's CA
+    key_file: str | None = None  # instead of a KME: a static key file (tests, links keyed by hand)
+    timeout: float = Field(2.0, gt=0, le=30)  # one KME call
+    budget: float = Field(4.0, gt=0, le=60)  # a KME call and its retries
+    status_interval: float = Field(5.0, ge=0.5, le=3600)  # seconds between link status polls (metrics)
+
+    @model_validator(mode="after")
+    def _complete(self) -> QKDSettings:
+        from ..qkd.binding import valid_sae_id
+
+        if self.mode == "off":
+            return self
+        if not self.sae_id or not valid_sae_id(self.sae_id):
+            raise ValueError("qkd needs sae_id (1-128 of A-Z a-z 0-9 . _ -)")
+        if self.peer is not None and not valid_sae_id(self.peer):
+            raise ValueError("qkd peer: 1-128 of A-Z a-z 0-9 . _ -")
+        if self.key_file is None:
+            missing = [k for k in ("kme", "cert", "key", "ca") if not getattr(self, k)]
+            if missing:
+                raise ValueError(f"qkd needs {', '.join(missing)} (or key_file)")
+            if not str(self.kme).startswith("https://"):
+                raise ValueError("qkd kme must be an https:// URL (ETSI GS QKD 014 runs over TLS)")
+        return self
+
+
 class ListenerSettings(_Strict):
     """One server-mode listener. Top-level keys of the file are the first listener's defaults."""
 
@@ -138,6 +172,7 @@ class ListenerSettings(_Strict):
 class ServerSettings(_Strict):
     mode: Literal["server"] = "server"
     listeners: tuple[ListenerSettings, ...]
+    qkd: QKDSettings = QKDSettings()
     admin: str | None = None
     workers: int = Field(0, ge=0, le=256)  # 0: one per CPU
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -165,6 +200,7 @@ class ClientSettings(_Strict):
     workers: int = Field(1, ge=0, le=256)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     limits: Limits = Limits()
+    qkd: QKDSettings = QKDSettings()
 
     _addresses = field_validator("listen", "connect")(lambda cls, v: _address(v))
 
@@ -177,13 +213,26 @@ class ClientSettings(_Strict):
             raise ValueError("ca is required (or insecure = true, for testing only)")
         if (self.cert is None) != (self.key is None):
             raise ValueError("cert and key go together")
+        if self.qkd.mode != "off" and not self.qkd.peer:
+            raise ValueError("qkd needs peer in client mode (the server's SAE ID, whose key to ask for)")
         return self
 
 
 # --- loading -------------------------------------------------------------------------------------
 
 _LISTENER_KEYS = set(ListenerSettings.model_fields)
-_SERVER_TOP_KEYS = {"admin", "workers", "log_level", "limits", "listeners", "mode"}
+_SERVER_TOP_KEYS = {"admin", "workers", "log_level", "limits", "listeners", "mode", "qkd"}
+# Flags that set keys of the [qkd] table: --qkd is its mode, --qkd-kme its kme, and so on.
+_QKD_FLAGS = {"qkd": "mode", **{f"qkd_{k}": k for k in QKDSettings.model_fields if k != "mode"}}
+
+
+def _take_qkd_flags(overrides: dict[str, Any], data: dict[str, Any]) -> None:
+    qkd = dict(data.get("qkd", {})) if isinstance(data.get("qkd", {}), dict) else data.get("qkd")
+    for flag, key in _QKD_FLAGS.items():
+        if flag in overrides and isinstance(qkd, dict):
+            qkd[key] = overrides.pop(flag)
+    if qkd:
+        data["qkd"] = qkd
 
 
 def _format_errors(source: str, exc: ValidationError, listener_rename: Callable[[tuple[Any, ...]], str]) -> str:
@@ -231,6 +280,7 @@ def server_settings(
     """Merge a parsed TOML file (or None) with flags (None values ignored) and validate."""
     data = dict(file_data or {})
     overrides = {k: v for k, v in flags.items() if v is not None and v != () and v is not False}
+    _take_qkd_flags(overrides, data)
     top_listener = {k: v for k, v in data.items() if k in _LISTENER_KEYS}
     limits = dict(data.get("limits", {}))
     for key in list(overrides):
@@ -260,6 +310,7 @@ def client_settings(
 ) -> ClientSettings:
     data = dict(file_data or {})
     overrides = {k: v for k, v in flags.items() if v is not None and v != () and v is not False}
+    _take_qkd_flags(overrides, data)
     limits = dict(data.get("limits", {}))
     for key in list(overrides):
         if key in Limits.model_fields:

@@ -62,6 +62,8 @@ HANDSHAKE_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 # the point where middleboxes start to break), SecP384r1MLKEM1024 ones ~2.3 KB; 65536 is the default
 # --max-client-hello.
 CLIENT_HELLO_BYTES_BUCKETS = (256, 512, 1024, 1500, 2048, 3072, 4096, 8192, 16384, 65536)
+# KME calls take a few ms on a LAN; the client's deadline is 2 s a call, 4 s with retries.
+KME_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 # A label never carries more distinct values than this; further ones are counted as OVERFLOW_LABEL.
 MAX_LABEL_VALUES = 64
 OVERFLOW_LABEL = "other"
@@ -160,6 +162,25 @@ class Metrics:
                                         ["kind"], registry=own)
         self._reloads = Counter("pqproxy_config_reloads", "Configuration reloads, by result.", ["result"],
                                 registry=own)
+        # QKD: keys by result, degraded handshakes, the KME's latency and errors, and the link as it reports it.
+        self._qkd_keys = Counter("pqproxy_qkd_keys", "QKD keys used for handshakes, by result.", ["result"],
+                                 registry=own)
+        self._qkd_degraded = Counter("pqproxy_qkd_degraded",
+                                     "Handshakes that went on without a QKD key (qkd = prefer).", registry=own)
+        self._kme_seconds = Histogram("pqproxy_qkd_kme_request_duration_seconds",
+                                      "KME (ETSI GS QKD 014) request latency, retries included.", ["operation"],
+                                      registry=own, buckets=KME_SECONDS_BUCKETS)
+        self._kme_errors = Counter("pqproxy_qkd_kme_errors", "KME request failures, by kind.", ["kind"],
+                                   registry=own)
+        self._link_qber = Gauge("pqproxy_qkd_link_qber", "The QKD link's quantum bit error rate, as the KME reports.",
+                                ["peer"], registry=own, multiprocess_mode="mostrecent")
+        self._link_rate = Gauge("pqproxy_qkd_link_key_rate_bits_per_second",
+                                "The QKD link's secret key rate, as the KME reports.", ["peer"], registry=own,
+                                multiprocess_mode="mostrecent")
+        self._link_keys = Gauge("pqproxy_qkd_link_stored_keys", "Keys the KME holds for this peer.", ["peer"],
+                                registry=own, multiprocess_mode="mostrecent")
+        self._link_up = Gauge("pqproxy_qkd_link_up", "1 while the KME says the QKD link is up, else 0.",
+                              ["peer", "state"], registry=own, multiprocess_mode="mostrecent")
         self._build_info = Gauge("pqproxy_build_info", "pqproxy version; always 1.", ["version"], registry=own,
                                  multiprocess_mode="max")
         self._build_info.labels(version).set(1)
@@ -173,6 +194,10 @@ class Metrics:
         self._bytes_by = _Children(self._bytes)
         self._upstream_errors_by = _Children(self._upstream_errors)
         self._reloads_by = _Children(self._reloads)
+        self._qkd_keys_by = _Children(self._qkd_keys)
+        self._kme_seconds_by = _Children(self._kme_seconds)
+        self._kme_errors_by = _Children(self._kme_errors)
+        self._link_states: dict[str, str] = {}
         self._observe_client_hello: Callable[[float], None] = self._client_hello_bytes.observe
 
     # -- recording (hot path) ------------------------------------------------------------------------
@@ -211,6 +236,34 @@ class Metrics:
 
     def reload(self, result: str) -> None:
         self._reloads_by.get(result).inc()
+
+    def qkd_key(self, result: str) -> None:
+        """One handshake's QKD key: ``ok`` (keyed), or why not (``kme_unavailable``, ``not_offered``, ...)."""
+        self._qkd_keys_by.get(result).inc()
+
+    def qkd_degraded(self) -> None:
+        self._qkd_degraded.inc()
+
+    def kme_request(self, operation: str, seconds: float, error_kind: str | None) -> None:
+        self._kme_seconds_by.get(operation).observe(seconds)
+        if error_kind is not None:
+            self._kme_errors_by.get(error_kind).inc()
+
+    def qkd_link(self, peer: str, link: dict[str, Any] | None) -> None:
+        """The link as the KME's status reports it (None: the KME did not answer: state ``unknown``)."""
+        link = link or {}
+        state = str(link.get("link_state", "unknown"))[:32]
+        previous = self._link_states.get(peer)
+        if previous is not None and previous != state:
+            self._link_up.labels(peer, previous).set(0)
+        self._link_states[peer] = state
+        self._link_up.labels(peer, state).set(1 if state == "up" else 0)
+        if "qber" in link:
+            self._link_qber.labels(peer).set(float(link["qber"]))
+        if "key_rate_bps" in link:
+            self._link_rate.labels(peer).set(float(link["key_rate_bps"]))
+        if "stored_key_count" in link:
+            self._link_keys.labels(peer).set(float(link["stored_key_count"]))
 
     # -- supervisor side -----------------------------------------------------------------------------
 

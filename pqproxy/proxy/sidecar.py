@@ -22,6 +22,7 @@ import trio
 from ..tls.client import TLSClient
 from ..tls.server import TLSServer
 from .config import ClientRuntime, ListenerRuntime, ServerRuntime
+from .qkd import QKDRefused
 from .tlsstream import TLSError, TLSStream, half_close
 
 log = logging.getLogger("pqproxy")
@@ -99,6 +100,13 @@ class ConnectionRecord:
     error: str | None = None
     bytes_up: int = 0
     bytes_down: int = 0
+    qkd: str | None = None  # keyed, degraded or refused (qkd = prefer/require only)
+    qkd_key_id: str | None = None  # the key_ID, never the key
+    qkd_error: str | None = None  # why there was no QKD key
+
+    def note_qkd(self, outcome: Any) -> None:
+        self.qkd, self.qkd_error = outcome.state, outcome.error
+        self.qkd_key_id = outcome.key_id or self.qkd_key_id
 
     def fill_from_handshake(self, stream: Any, started: float) -> None:
         info = stream.info
@@ -141,6 +149,23 @@ async def _close_quietly(*streams: Any) -> None:
                     await s.aclose()
                 except (trio.BrokenResourceError, OSError):
                     pass
+
+
+REFUSED_DRAIN_BYTES = 64 * 1024  # what we read and drop from an application we refuse, so it sees FIN, not RST
+REFUSED_DRAIN_SECONDS = 1.0
+
+
+async def _close_refused(stream: trio.SocketStream) -> None:
+    """End a connection we refuse before reading from it: FIN first, then read and drop what the application
+    had sent (bounded), so that closing does not turn into a reset."""
+    await half_close(stream)
+    with trio.move_on_after(REFUSED_DRAIN_SECONDS):
+        drained = 0
+        try:
+            while drained < REFUSED_DRAIN_BYTES and (data := await stream.receive_some(16384)):
+                drained += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
 
 
 async def pump(source: ByteStream, sink: ByteStream, count: Any, touch: Any, failures: list[str],
@@ -240,6 +265,18 @@ class Proxy:
         self._accepting: trio.CancelScope | None = None
         self._connections: trio.Nursery | None = None
         self._idle = trio.Event()
+        self._qkd: dict[Any, Any] = {}  # QKDSettings -> QKDEdge (a reload with new settings gets a new one)
+
+    def qkd_edge(self, settings: Any) -> Any:
+        """The worker's QKD edge for these settings, or None when QKD is off."""
+        if settings.mode == "off":
+            return None
+        edge = self._qkd.get(settings)
+        if edge is None:
+            from .qkd import QKDEdge
+
+            edge = self._qkd[settings] = QKDEdge(settings, self.metrics)
+        return edge
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -267,9 +304,14 @@ class Proxy:
                 async with trio.open_nursery() as acceptors:
                     for index, listener in listeners:
                         acceptors.start_soon(self._accept_loop, listener, index, connections)
+                    edge = self.qkd_edge(runtime.settings.qkd)
+                    if edge is not None:
+                        acceptors.start_soon(edge.poll_link)
                     task_status.started(self.bound)
             for _, listener in listeners:
                 await listener.aclose()
+        for edge in self._qkd.values():
+            await edge.aclose()
             # Accepting has stopped (drain): the connections nursery waits for the live ones.
 
     async def drain(self, timeout: float) -> None:
@@ -339,7 +381,7 @@ class Proxy:
         started = time.monotonic()
         try:
             with trio.fail_after(limits.handshake_timeout):
-                tls = await self._server_handshake(client, listener)
+                tls = await self._server_handshake(client, listener, self.qkd_edge(runtime.settings.qkd), record)
             record.fill_from_handshake(tls, started)
             if getattr(tls, "legacy", False):
                 record.version, record.quantum_safe = "TLSv1.2", False
@@ -384,33 +426,55 @@ class Proxy:
             self._note_drain_cut(record)
             record.emit()
 
-    async def _server_handshake(self, client: trio.SocketStream, listener: ListenerRuntime) -> Any:
+    async def _server_handshake(self, client: trio.SocketStream, listener: ListenerRuntime, qkd: Any,
+                                record: ConnectionRecord) -> Any:
         initial = b""
-        if listener.legacy_context is not None:
-            from .legacy import LegacyTLSStream, is_tls12_only_client_hello
+        if listener.legacy_context is not None or qkd is not None:
+            from .legacy import is_tls12_only_client_hello
 
-            verdict = None
-            while verdict is None:
-                data = await client.receive_some(PUMP_CHUNK)
-                if not data:
-                    raise TLSError("peer closed the connection during the handshake", None, sent=False)
-                initial += data
-                if len(initial) > PEEK_LIMIT:
-                    break
-                verdict = is_tls12_only_client_hello(initial)
-            if verdict:
+            initial = await self._peek_client_hello(client, whole=qkd is not None)
+            if listener.legacy_context is not None and is_tls12_only_client_hello(initial):
+                from .legacy import LegacyTLSStream
+
                 legacy = LegacyTLSStream(client, listener.legacy_context, initial)
                 await legacy.do_handshake()
                 legacy.legacy = True  # type: ignore[attr-defined]
                 return legacy
-        engine = TLSServer(listener.tls)
+        config = listener.tls
+        outcome = None
+        if qkd is not None:
+            from ..qkd.binding import client_hello_message
+
+            config, outcome = await qkd.server_config(config, client_hello_message(initial))
+            record.note_qkd(outcome)
+        engine = TLSServer(config)
         tls = TLSStream(client, engine, initial)
         try:
             await tls.do_handshake()
         except TLSError as exc:
             exc.client_hello_size = engine.handshake.client_hello_size or None  # type: ignore[attr-defined]
             raise
+        if outcome is not None:
+            record.note_qkd(qkd.server_outcome(outcome, tls.info.psk if tls.info else None))
         return tls
+
+    async def _peek_client_hello(self, client: trio.SocketStream, *, whole: bool) -> bytes:
+        """Read the start of the stream before the engine sees it: until the TLS 1.2-or-1.3 verdict can be
+        given (legacy mode), or until the whole ClientHello is there (QKD: its PSK identity picks the key);
+        at most PEEK_LIMIT bytes, and never past a first byte that is not a handshake record."""
+        from ..qkd.binding import client_hello_message
+        from .legacy import is_tls12_only_client_hello
+
+        initial = b""
+        while len(initial) <= PEEK_LIMIT and not (initial and initial[0] != 22):
+            if initial and (client_hello_message(initial) is not None if whole
+                            else is_tls12_only_client_hello(initial) is not None):
+                break
+            data = await client.receive_some(PUMP_CHUNK)
+            if not data:
+                raise TLSError("peer closed the connection during the handshake", None, sent=False)
+            initial += data
+        return initial
 
     def _record_tls_failure(self, record: ConnectionRecord, exc: TLSError, started: float) -> None:
         metrics = self.metrics
@@ -419,6 +483,8 @@ class Proxy:
             size = getattr(exc, "client_hello_size", None)
             if exc.code:
                 record.result, record.refusal = "refused", _REFUSAL_LABELS.get(exc.code, exc.code)
+                if exc.code == "psk_required" and record.qkd == "refused":
+                    record.refusal = "qkd_required"  # qkd = require and no key: qkd_error says why
                 metrics.refusal(record.refusal)
             elif exc.sent and exc.alert:
                 record.result, record.refusal = "tls_error", "tls_alert"
@@ -439,6 +505,16 @@ class Proxy:
         remote: trio.SocketStream | None = None
         started = time.monotonic()
         try:
+            config, outcome = runtime.tls, None
+            qkd = self.qkd_edge(runtime.settings.qkd)
+            if qkd is not None:
+                try:
+                    config, outcome = await qkd.client_config(runtime.tls)
+                except QKDRefused as exc:
+                    self._refuse_qkd(record, exc)
+                    await _close_refused(app)
+                    return
+                record.note_qkd(outcome)
             try:
                 with trio.fail_after(limits.connect_timeout):
                     remote = await trio.open_tcp_stream(*runtime.target)
@@ -448,11 +524,18 @@ class Proxy:
                 metrics.upstream_error(kind)
                 return
             record.upstream = "{}:{}".format(*runtime.target)
-            tls = TLSStream(remote, TLSClient(runtime.tls))
+            tls = TLSStream(remote, TLSClient(config))
             started = time.monotonic()
             with trio.fail_after(limits.handshake_timeout):
                 await tls.do_handshake()
             record.fill_from_handshake(tls, started)
+            if qkd is not None:
+                try:
+                    record.note_qkd(qkd.client_outcome(outcome, tls.info.psk if tls.info else None))
+                except QKDRefused as exc:
+                    self._refuse_qkd(record, exc)
+                    await tls.send_eof()
+                    return
             metrics.handshake("ok", record.group, time.monotonic() - started, record.client_hello_size,
                               bool(record.quantum_safe))
             await splice(PlainStream(app), tls, record, metrics, limits.idle_timeout)
@@ -470,6 +553,12 @@ class Proxy:
             metrics.connection_closed(record.listener)
             self._note_drain_cut(record)
             record.emit()
+
+
+    def _refuse_qkd(self, record: ConnectionRecord, exc: Any) -> None:
+        record.result, record.refusal = "refused", "qkd_required"
+        record.qkd, record.qkd_error = "refused", f"{exc.reason}: {exc}"
+        self.metrics.refusal("qkd_required")
 
 
 # Engine refusal codes -> the refusal reasons of metrics and logs.
