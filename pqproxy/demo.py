@@ -4,6 +4,12 @@
 
 The two sidecars run as real ``pqproxy`` processes, exactly as printed, with a throwaway development PKI.
 The report says what was negotiated, at what sizes, and what the server's /metrics endpoint counted.
+
+Then the same pipe keyed by QKD: a KME simulator (``pqproxy kme``, two sites joined by a 20 km BB84
+link) serves the sidecars over ETSI GS QKD 014; every connection gets its own QKD key. An eavesdropper
+is switched on: the QBER rises past the abort threshold and the link stops making keys; once the keys
+stored before the attack are used up, the ``prefer`` sidecar carries on hybrid-only (degraded) and the
+``require`` one refuses. The eavesdropper leaves, the link recovers, and keyed connections resume.
 """
 
 from __future__ import annotations
@@ -116,6 +122,125 @@ def _metrics(port: int, names: tuple[str, ...]) -> list[str]:
             if line.startswith(names) and not line.startswith("#") and not line.rstrip().endswith(" 0.0")]
 
 
+class _KME:
+    def __init__(self, out: Path, port: int, control: int) -> None:
+        self.control_port = control
+        self.args = ["kme", "--listen", f"127.0.0.1:{port}", "--sae", "alice", "--sae", "bob", "--out", str(out),
+                     "--control", f"127.0.0.1:{control}", "--max-key-count", "2", "--recovery-s", "1"]
+        self.proc = subprocess.Popen([sys.executable, "-m", "pqproxy", *self.args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"pqproxy kme exited with {self.proc.wait(TIMEOUT)}")
+        self.ready = json.loads(line)
+
+    def control(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.control_port}{path}",
+                                         data=json.dumps(body).encode() if body is not None else None,
+                                         method="POST" if body is not None else "GET")
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            result: dict[str, Any] = json.loads(response.read())
+            return result
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def _through(sidecar: _Sidecar, port: int) -> tuple[bool, dict[str, Any]]:
+    """One request through a client sidecar: (echoed intact, its connection log line)."""
+    before = sum(1 for r in sidecar.records if r.get("mode") == "client")
+    try:
+        intact = _exchange(port) == REQUEST
+    except OSError:
+        intact = False
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        lines = [r for r in sidecar.records if r.get("mode") == "client"]
+        if len(lines) > before:
+            return intact, lines[before]
+        time.sleep(0.02)
+    raise RuntimeError("no log line for the connection")
+
+
+def _said(intact: bool, record: dict[str, Any]) -> str:
+    qkd = record.get("qkd")
+    if qkd == "keyed":
+        return f"keyed, key_ID {str(record.get('qkd_key_id'))[:8]}..., {record.get('group')}"
+    if qkd == "degraded":
+        return f"{'carried' if intact else 'LOST'}, hybrid only ({record.get('group')}), degraded"
+    return f"refused ({record.get('refusal')}): {str(record.get('qkd_error'))[:48]}"
+
+
+def qkd_demo(pki: Path, echo_port: int) -> bool:
+    """The QKD part of the demo; True when every phase did what it should."""
+    tmp = pki / "kme"
+    ports = {name: _free_port() for name in ("kme", "control", "server", "prefer", "require", "admin")}
+    kme = _KME(tmp, ports["kme"], ports["control"])
+    q = ["--qkd-kme", f"https://127.0.0.1:{ports['kme']}", "--qkd-ca", str(tmp / "ca.pem")]
+    bob = [*q, "--qkd-sae-id", "bob", "--qkd-cert", str(tmp / "bob.pem"), "--qkd-key", str(tmp / "bob.key")]
+    alice = [*q, "--qkd-sae-id", "alice", "--qkd-peer", "bob", "--qkd-cert", str(tmp / "alice.pem"),
+             "--qkd-key", str(tmp / "alice.key")]
+    server = _Sidecar(["server", "--listen", f"127.0.0.1:{ports['server']}", "--upstream", f"127.0.0.1:{echo_port}",
+                       "--cert", str(pki / "server.pem"), "--key", str(pki / "server.key"), "--workers", "1",
+                       "--qkd", "prefer", *bob])
+    clients = {mode: _Sidecar(["client", "--listen", f"127.0.0.1:{ports[mode]}", "--connect",
+                               f"127.0.0.1:{ports['server']}", "--sni", "localhost", "--ca", str(pki / "ca.pem"),
+                               "--workers", "1", "--qkd", mode, *alice,
+                               *(["--admin", f"127.0.0.1:{ports['admin']}"] if mode == "prefer" else [])])
+               for mode in ("prefer", "require")}
+    rows: list[tuple[str, str, str, str]] = []
+    ok = True
+    try:
+        for sidecar in (server, *clients.values()):
+            sidecar.wait_for("event", "started")
+
+        def phase(name: str, expect: dict[str, str]) -> None:
+            nonlocal ok
+            link = kme.control("/link")
+            said = {}
+            for mode, sidecar in clients.items():
+                intact, record = _through(sidecar, ports[mode])
+                said[mode] = _said(intact, record)
+                ok &= record.get("qkd") == expect[mode] and (intact or expect[mode] == "refused")
+            rows.append((name, f"{link['link_state']}, QBER {link['qber'] * 100:.1f}%", said["prefer"],
+                         said["require"]))
+
+        phase("QKD link up (20 km)", {"prefer": "keyed", "require": "keyed"})
+        kme.control("/eavesdropper", {"fraction": 0.5})
+        phase("eavesdropper on: stored keys", {"prefer": "keyed", "require": "keyed"})
+        phase("eavesdropper on: none left", {"prefer": "degraded", "require": "refused"})
+        kme.control("/eavesdropper", {"fraction": 0.0})
+        left = time.monotonic()
+        while kme.control("/link")["link_state"] != "up" and time.monotonic() - left < TIMEOUT:
+            time.sleep(0.05)
+        recovered = time.monotonic() - left
+        time.sleep(0.1)  # the link refills the pool at its key rate
+        phase(f"eavesdropper gone: up in {recovered:.1f} s", {"prefer": "keyed", "require": "keyed"})
+        metrics = _metrics(ports["admin"], ("pqproxy_qkd_keys_total", "pqproxy_qkd_degraded_total",
+                                            "pqproxy_qkd_link_qber", "pqproxy_qkd_link_key_rate"))
+    finally:
+        for sidecar in (*clients.values(), server):
+            sidecar.stop()
+        kme.stop()
+    print("\nQKD-keyed pipe: two sidecars, a KME simulator (ETSI GS QKD 014 over mTLS) and a simulated BB84 link\n")
+    headers = ("phase", "link", "client --qkd prefer", "client --qkd require")
+    widths = [max(len(r[i]) for r in (*rows, headers)) for i in range(4)]
+    for row in (headers, *rows):
+        print("  " + "  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row)))
+    print("\nThe prefer client's metrics:")
+    for line in metrics:
+        print(f"  {line}")
+    print(f"\n  pqproxy {' '.join(kme.args)}")
+    return ok
+
+
 def main() -> int:
     echo = _Echo()
     ports = {name: _free_port() for name in ("server", "client", "admin")}
@@ -138,7 +263,19 @@ def main() -> int:
                                                 "pqproxy_bytes_proxied_total", "pqproxy_client_hello_size_bytes_sum"))
         finally:
             codes = (server.stop(), client.stop())
+        report(reply, logged, codes, metrics, ports, server, client)
+        try:
+            keyed = qkd_demo(pki, echo.port)
+        finally:
             echo.stop.set()
+    ok = reply == REQUEST and logged.get("group") == "X25519MLKEM768" and codes == (0, 0)
+    if not keyed:
+        print("\nthe QKD demo did not go as expected (see the table)")
+    return 0 if ok and keyed else 1
+
+
+def report(reply: bytes, logged: dict[str, Any], codes: tuple[int, int], metrics: list[str], ports: dict[str, int],
+           server: _Sidecar, client: _Sidecar) -> None:
     print("pqproxy demo: plain client -> pqproxy client -> [TLS 1.3, post-quantum] -> pqproxy server -> echo\n")
     rows = [
         ("request echoed intact", "yes" if reply == REQUEST else "NO"),
@@ -161,8 +298,6 @@ def main() -> int:
     print(f"  pqproxy {' '.join(a if '/' not in a else 'pki/' + Path(a).name for a in server.args)}")
     print(f"  pqproxy {' '.join(a if '/' not in a else 'pki/' + Path(a).name for a in client.args)}")
     print("Each connection is logged as one JSON line on stderr (group, cipher, SNI, sizes, result).")
-    ok = reply == REQUEST and logged.get("group") == "X25519MLKEM768" and codes == (0, 0)
-    return 0 if ok else 1
 
 
 if __name__ == "__main__":
