@@ -223,6 +223,7 @@ status_interval = 0.5
             assert client.metric("pqproxy_qkd_link_up", peer="bob", state="aborted") == 0
             assert client.metric("pqproxy_qkd_link_up", peer="bob", state="up") == 0
             assert client.metric("pqproxy_qkd_link_key_rate_bits_per_second", peer="bob") == 0
+            assert client.metric("pqproxy_qkd_link_disturbances", peer="bob") == 1
             # The three stored keys still key connections (made before Eve came); then there are none.
             for i in range(5):
                 assert roundtrip(client.port, b"x%d" % i) == b"x%d" % i
@@ -245,3 +246,29 @@ def test_qkd_settings_are_checked(pki: dict[str, Path], tmp_path: Path) -> None:
                  "--key", str(pki["server_key"]), "--qkd", "prefer", "--qkd-sae-id", "bob", "--qkd-kme",
                  "http://kme", "--qkd-cert", "c", "--qkd-key", "k", "--qkd-ca", "a")
     assert done.returncode == 2 and "https://" in done.stderr, done.stderr
+
+
+def test_a_static_key_file_is_a_key_source_too(pki: dict[str, Path], upstream: Backend, tmp_path: Path) -> None:
+    """The key-source interface: the same binding from a shared key file instead of a KME."""
+    import base64
+    import json
+    import os
+
+    keys = {f"k{i}": base64.b64encode(os.urandom(32)).decode() for i in range(2)}
+    (tmp_path / "keys.json").write_text(json.dumps({"keys": keys}))
+    file_args = ["--qkd", "require", "--qkd-sae-id", "{sae}"]
+    config = tmp_path / "qkd.toml"
+    config.write_text(f'[qkd]\nkey_file = "{tmp_path / "keys.json"}"\n')
+    server = Sidecar("server", ["--config", str(config), *server_args(pki, upstream.address),
+                                *[a.format(sae="bob") for a in file_args]])
+    client = Sidecar("client", ["--config", str(config), *client_args(pki, server.port), "--qkd-peer", "bob",
+                                *[a.format(sae="alice") for a in file_args]])
+    try:
+        for i in range(2):
+            assert roundtrip(client.port, b"static %d" % i) == b"static %d" % i
+        assert [r["qkd_key_id"] for r in server.wait_count(conn("server"), 2)] == ["k0", "k1"]
+        assert roundtrip(client.port, b"no key left") == b""  # the file has no unused key: require refuses
+        assert client.wait_count(conn("client"), 3)[-1]["refusal"] == "qkd_required"
+    finally:
+        client.stop()
+        server.stop()

@@ -179,6 +179,9 @@ class Metrics:
                                 multiprocess_mode="mostrecent")
         self._link_keys = Gauge("pqproxy_qkd_link_stored_keys", "Keys the KME holds for this peer.", ["peer"],
                                 registry=own, multiprocess_mode="mostrecent")
+        self._link_disturbances = Gauge("pqproxy_qkd_link_disturbances",
+                                        "Times the QKD link aborted (QBER over threshold), as the KME reports.",
+                                        ["peer"], registry=own, multiprocess_mode="mostrecent")
         self._link_up = Gauge("pqproxy_qkd_link_up", "1 while the KME says the QKD link is up, else 0.",
                               ["peer", "state"], registry=own, multiprocess_mode="mostrecent")
         self._build_info = Gauge("pqproxy_build_info", "pqproxy version; always 1.", ["version"], registry=own,
@@ -264,6 +267,8 @@ class Metrics:
             self._link_rate.labels(peer).set(float(link["key_rate_bps"]))
         if "stored_key_count" in link:
             self._link_keys.labels(peer).set(float(link["stored_key_count"]))
+        if "disturbances" in link:
+            self._link_disturbances.labels(peer).set(float(link["disturbances"]))
 
     # -- supervisor side -----------------------------------------------------------------------------
 
