@@ -272,3 +272,20 @@ def test_a_static_key_file_is_a_key_source_too(pki: dict[str, Path], upstream: B
     finally:
         client.stop()
         server.stop()
+
+
+def test_a_qkd_server_answers_a_malformed_hello_at_once(pki: dict[str, Path], kme: KME, upstream: Backend) -> None:
+    """The QKD server peeks the whole ClientHello before the engine sees it; bytes that cannot be one must
+    still get the engine's alert at once, not a wait for more bytes."""
+    server = Sidecar("server", server_args(pki, upstream.address, *qkd(kme, "bob", "prefer")))
+    try:
+        for garbage in (bytes.fromhex("1603010005" "0100000100"),  # a ClientHello whose body is cut short
+                        bytes.fromhex("1603010004" "02000000")):  # a ServerHello where the hello should be
+            with socket.create_connection((HOST, server.port), timeout=TIMEOUT) as s:
+                s.sendall(garbage)
+                answer = s.recv(64)
+            assert answer[:1] == b"\x15", answer  # an alert record, before any timeout
+        records = server.wait_count(conn("server"), 2)
+        assert all(r["result"] in ("tls_error", "refused") and r.get("alert") for r in records), records
+    finally:
+        server.stop()

@@ -31,12 +31,12 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from ..tls.alerts import TLSAlert
-from ..tls.codepoints import TLS13, ContentType, ExtensionType, HandshakeType
+from ..tls.codepoints import TLS13, ContentType, ExtensionType
 from ..tls.config import DEFAULT_MAX_CLIENT_HELLO
 from ..tls.extensions import SupportedVersionsClient
 from ..tls.groups import group_name
 from ..tls.messages import ClientHello, find_extension
-from ..tls.record import RecordLayer
+from ..tls.record import NotAClientHello, leading_client_hello
 from .tlsstream import TLSError, half_close
 
 RECEIVE_SIZE = 64 * 1024
@@ -93,41 +93,6 @@ class LegacyInfo:
 # -- classifying the first bytes of a connection -------------------------------------------------------------
 
 
-class _NotAClientHello(Exception):
-    pass
-
-
-def _client_hello_message(records: bytes, max_size: int) -> tuple[bytes, int] | None:
-    """The ClientHello body reassembled from the leading handshake records, and its message length.
-
-    None while incomplete; _NotAClientHello for anything that is not the start of a TLS ClientHello.
-    """
-    layer = RecordLayer()
-    layer.feed(records)
-    message = bytearray()
-    try:
-        while True:
-            record = layer.next_record()
-            if record is None:
-                return None
-            content_type, payload = record
-            if content_type != _HANDSHAKE:
-                raise _NotAClientHello(f"record of content type {content_type} before the ClientHello")
-            if not payload:
-                raise _NotAClientHello("empty handshake record")  # RFC 8446 §5.1
-            message += payload
-            if len(message) >= 4:
-                if message[0] != HandshakeType.client_hello:
-                    raise _NotAClientHello(f"first handshake message is of type {message[0]}")
-                length = int.from_bytes(message[1:4], "big")
-                if length > max_size:
-                    raise _NotAClientHello(f"ClientHello of {length} bytes exceeds {max_size}")
-                if len(message) >= 4 + length:
-                    return bytes(message[4 : 4 + length]), 4 + length
-    except TLSAlert as exc:
-        raise _NotAClientHello(str(exc)) from None
-
-
 def is_tls12_only_client_hello(records: bytes, max_size: int = DEFAULT_MAX_CLIENT_HELLO) -> bool | None:
     """Classify the bytes received so far on a new connection.
 
@@ -138,8 +103,8 @@ def is_tls12_only_client_hello(records: bytes, max_size: int = DEFAULT_MAX_CLIEN
     what is malformed with the right alert.
     """
     try:
-        found = _client_hello_message(records, max_size)
-    except _NotAClientHello:
+        found = leading_client_hello(records, max_size)
+    except NotAClientHello:
         return False
     if found is None:
         return None
@@ -157,8 +122,8 @@ def is_tls12_only_client_hello(records: bytes, max_size: int = DEFAULT_MAX_CLIEN
 def client_hello_size(records: bytes, max_size: int = DEFAULT_MAX_CLIENT_HELLO) -> int | None:
     """Bytes of the ClientHello handshake message at the start of ``records`` (None if not complete/valid)."""
     try:
-        found = _client_hello_message(records, max_size)
-    except _NotAClientHello:
+        found = leading_client_hello(records, max_size)
+    except NotAClientHello:
         return None
     return None if found is None else found[1]
 

@@ -462,13 +462,20 @@ class Proxy:
         """Read the start of the stream before the engine sees it: until the TLS 1.2-or-1.3 verdict can be
         given (legacy mode), or until the whole ClientHello is there (QKD: its PSK identity picks the key);
         at most PEEK_LIMIT bytes, and never past a first byte that is not a handshake record."""
-        from ..qkd.binding import client_hello_message
+        from ..tls.record import NotAClientHello, leading_client_hello
         from .legacy import is_tls12_only_client_hello
 
+        def enough(initial: bytes) -> bool:
+            if not whole:
+                return is_tls12_only_client_hello(initial) is not None
+            try:
+                return leading_client_hello(initial, PEEK_LIMIT) is not None
+            except NotAClientHello:
+                return True  # not a ClientHello: the engine says so with its alert, now
+
         initial = b""
-        while len(initial) <= PEEK_LIMIT and not (initial and initial[0] != 22):
-            if initial and (client_hello_message(initial) is not None if whole
-                            else is_tls12_only_client_hello(initial) is not None):
+        while len(initial) <= PEEK_LIMIT:
+            if initial and enough(initial):
                 break
             data = await client.receive_some(PUMP_CHUNK)
             if not data:

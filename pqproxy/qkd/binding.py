@@ -22,13 +22,14 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from ..tls.codepoints import ExtensionType, HandshakeType
+from ..tls.config import DEFAULT_MAX_CLIENT_HELLO as MAX_CLIENT_HELLO
 from ..tls.extensions import ImportedIdentity, OfferedPsks
 from ..tls.messages import ClientHello, find_extension
+from ..tls.record import NotAClientHello, leading_client_hello
 
 PREFIX = b"pqproxy-qkd014:v1:"
 _PART = re.compile(rb"[A-Za-z0-9._\-]{1,128}")
 MAX_REMEMBERED = 100_000  # key_IDs a server remembers as used (about 10 MB at most)
-RECORD_HEADER = 5
 
 
 @dataclass(frozen=True)
@@ -57,20 +58,17 @@ def valid_sae_id(text: str) -> bool:
     return bool(_PART.fullmatch(text.encode("ascii", "replace")))
 
 
-def client_hello_message(buffer: bytes | bytearray) -> bytes | None:
-    """The first handshake message (header included) once its records are all in ``buffer``; None until
-    then. Only plaintext handshake records count; anything else ends the search (None)."""
-    out = bytearray()
-    pos = 0
-    while len(buffer) >= pos + RECORD_HEADER and buffer[pos] == 22:
-        length = int.from_bytes(buffer[pos + 3:pos + 5], "big")
-        out += buffer[pos + RECORD_HEADER:pos + RECORD_HEADER + length]
-        if len(buffer) < pos + RECORD_HEADER + length:
-            return None
-        pos += RECORD_HEADER + length
-        if len(out) >= 4 and len(out) >= 4 + int.from_bytes(out[1:4], "big"):
-            return bytes(out[:4 + int.from_bytes(out[1:4], "big")])
-    return None
+def client_hello_message(buffer: bytes, max_size: int = MAX_CLIENT_HELLO) -> bytes | None:
+    """The ClientHello (header included) once its records are all in ``buffer``; None until then, or when
+    the bytes are not a ClientHello (the engine will say so with an alert)."""
+    try:
+        found = leading_client_hello(buffer, max_size)
+    except NotAClientHello:
+        return None
+    if found is None:
+        return None
+    body, length = found
+    return bytes((HandshakeType.client_hello,)) + (length - 4).to_bytes(3, "big") + body
 
 
 def offered_qkd_identity(message: bytes) -> QKDIdentity | None:

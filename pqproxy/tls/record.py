@@ -12,7 +12,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 
 from .alerts import AlertDescription, TLSAlert
-from .codepoints import ContentType
+from .codepoints import ContentType, HandshakeType
 from .key_schedule import CipherSuiteInfo, traffic_key_iv
 
 MAX_PLAINTEXT = 1 << 14  # RFC 8446 §5.1
@@ -192,3 +192,38 @@ def split_into_records(content_type: int, payload: bytes, sizes: list[int] | Non
         out.append(bytes((content_type,)) + b"\x03\x01" + len(chunk).to_bytes(2, "big") + chunk)
         pos += len(chunk)
     return b"".join(out)
+
+
+class NotAClientHello(ValueError):
+    """The bytes that open a connection are not the start of a TLS ClientHello."""
+
+
+def leading_client_hello(records: bytes, max_size: int) -> tuple[bytes, int] | None:
+    """The ClientHello body reassembled from the leading handshake records, and its message length.
+
+    None while incomplete; NotAClientHello for anything that is not the start of a TLS ClientHello.
+    """
+    layer = RecordLayer()
+    layer.feed(records)
+    message = bytearray()
+    try:
+        while True:
+            record = layer.next_record()
+            if record is None:
+                return None
+            content_type, payload = record
+            if content_type != ContentType.handshake:
+                raise NotAClientHello(f"record of content type {content_type} before the ClientHello")
+            if not payload:
+                raise NotAClientHello("empty handshake record")  # RFC 8446 §5.1
+            message += payload
+            if len(message) >= 4:
+                if message[0] != HandshakeType.client_hello:
+                    raise NotAClientHello(f"first handshake message is of type {message[0]}")
+                length = int.from_bytes(message[1:4], "big")
+                if length > max_size:
+                    raise NotAClientHello(f"ClientHello of {length} bytes exceeds {max_size}")
+                if len(message) >= 4 + length:
+                    return bytes(message[4 : 4 + length]), 4 + length
+    except TLSAlert as exc:
+        raise NotAClientHello(str(exc)) from None
