@@ -248,7 +248,7 @@ class KMEServer(HTTPServer):
     def _key_request(method: str, query: str, body: bytes) -> KeyRequest:
         if method == "POST":
             return KeyRequest.model_validate_json(body or b"{}")
-        args = parse_qs(query, max_num_fields=8)
+        args = _query(query, 8)
         fields: dict[str, Any] = {}
         for name in ("number", "size"):
             if name in args:
@@ -259,8 +259,15 @@ class KMEServer(HTTPServer):
     def _key_ids(method: str, query: str, body: bytes) -> list[str]:
         if method == "POST":
             return [ref.key_ID for ref in KeyIDs.model_validate_json(body or b"{}").key_IDs]
-        ids = parse_qs(query, max_num_fields=etsi014.MAX_KEYS_PER_REQUEST).get("key_ID", [])
+        ids = _query(query, etsi014.MAX_KEYS_PER_REQUEST).get("key_ID", [])
         return [ref.key_ID for ref in KeyIDs.model_validate({"key_IDs": [{"key_ID": i} for i in ids]}).key_IDs]
+
+
+def _query(query: str, max_fields: int) -> dict[str, list[str]]:
+    try:
+        return parse_qs(query, max_num_fields=max_fields, errors="strict")
+    except (ValueError, UnicodeDecodeError) as exc:  # too many fields, or not UTF-8
+        raise KMEFault(400, f"bad query string: {exc}") from None
 
 
 def _errors(exc: ValidationError) -> list[str]:
