@@ -155,13 +155,14 @@ def test_targets_parse() -> None:
 
 
 def test_shipped_suites_load_and_plan() -> None:
-    assert {"default", "quick", "sweep", "readiness", "ci"} <= set(shipped_suites())
+    assert {"default", "quick", "sweep", "readiness", "ci", "quic"} <= set(shipped_suites())
     for name in shipped_suites():
         suite = load_suite(name)
         specs = plan(suite, raw=True)
         ids = [s.id for s in specs]
         assert len(ids) == len(set(ids)), name
-        assert ids[0] == checks.CLASSICAL_CONTROL
+        assert ids[0] == (checks.QUIC_CLASSICAL_CONTROL if suite.transport == "quic" else checks.CLASSICAL_CONTROL)
+        assert all(parse_shape(s.delivery).quic == (suite.transport == "quic") for s in specs), name
         known = set(ids)
         assert all(s.control is None or s.control in known for s in specs), name
     default = load_suite("default")

@@ -27,7 +27,10 @@ SWEEP_RESOLUTION = 16  # bytes: the binary search stops when the bracket is this
 MAX_REFINE_STEPS = 10
 
 CHECK_IDS = (*model.DIAGNOSIS_IDS, "readiness")
-NOT_HERE = {"quic-multi-initial": "QUIC probes are not part of the TCP suite yet (issue 7)"}
+QUIC_CHECKS = frozenset({"quic-multi-initial"})  # run over QUIC (a suite with transport = "quic"), never TCP
+QUIC_CLASSICAL_CONTROL = "quic/classical-one-initial"
+QUIC_PQ_CONTROL = "quic/pq-one-initial"
+QUIC_FIRST_CRYPTO = 1100  # bytes of the hello in the first Initial, as Chrome splits a post-quantum hello
 
 READINESS_GROUPS = ("X25519MLKEM768", "SecP256r1MLKEM768", "SecP384r1MLKEM1024", "MLKEM768", "MLKEM1024",
                     "X25519", "secp256r1", "secp384r1")
@@ -39,7 +42,14 @@ def _spec(id: str, profile: str, delivery: str = "one-write", *, control: str | 
                      expect=expect, description=description, options=dict(options))
 
 
-def controls(pq_profile: str) -> list[ProbeSpec]:
+def controls(pq_profile: str, transport: str = "tcp") -> list[ProbeSpec]:
+    if transport == "quic":
+        return [
+            _spec(QUIC_CLASSICAL_CONTROL, "classical", "quic-one", control=None, check="control",
+                  description="a small classical hello in one Initial: is a QUIC server there at all"),
+            _spec(QUIC_PQ_CONTROL, pq_profile, "quic-one", control=QUIC_CLASSICAL_CONTROL, check="control",
+                  description="the post-quantum hello in one (large) Initial: the control of the multi-Initial shapes"),
+        ]
     return [
         _spec(CLASSICAL_CONTROL, "classical", control=None, check="control",
               description="a small classical hello in one write: is the target there at all"),
@@ -136,8 +146,22 @@ def probes_for(check: str, pq_profile: str, sweep: Iterable[int] = DEFAULT_SWEEP
                            groups=["X25519", "X25519MLKEM768"], key_shares=["X25519"], expect="answer",
                            description="only an X25519 share: does the server ask for the hybrid one"))
         return specs
-    if check in NOT_HERE:
-        return []
+    if check == "quic-multi-initial":
+        first = QUIC_FIRST_CRYPTO
+        return [
+            _spec("quic/pq-two-initials", p, f"quic-split@{first}", control=QUIC_PQ_CONTROL, check=check,
+                  description=f"the hello over two Initials, {first} bytes in the first, as Chrome sends it"),
+            _spec("quic/pq-two-initials-reordered", p, f"quic-reorder@{first}", control=QUIC_PQ_CONTROL,
+                  check=check, description="the same two Initials, the second sent first"),
+            _spec("quic/pq-three-initials", p, "quic-split@600,1200", control=QUIC_PQ_CONTROL, check=check,
+                  description="the hello over three Initials"),
+            _spec("quic/pq-two-initials-pad1350", p, f"quic-split@{first}/pad=1350", control=QUIC_PQ_CONTROL,
+                  check=check, description="two Initials in datagrams padded to 1350 bytes"),
+            _spec("quic/pq-two-initials-pad1472", p, f"quic-split@{first}/pad=1472", control=QUIC_PQ_CONTROL,
+                  check=check, description="two Initials in datagrams padded to 1472 bytes (a full 1500 MTU)"),
+            _spec("quic/classical-two-initials", "classical", "quic-split@100", control=QUIC_CLASSICAL_CONTROL,
+                  check=check, description="even a small classical hello over two Initials"),
+        ]
     raise ValueError(f"unknown check {check!r} (known: {', '.join(CHECK_IDS)})")
 
 
@@ -403,6 +427,22 @@ def rule_hrr(j: Judged) -> Diagnosis | None:
     )
 
 
+def rule_quic_multi_initial(j: Judged) -> Diagnosis | None:
+    failing = [r for r in j.with_prefix("quic/") if r.spec.check == "quic-multi-initial" and r.verdict == model.FAIL]
+    if not failing:
+        return None
+    control = j.get(QUIC_PQ_CONTROL)
+    shapes = ", ".join(r.spec.id.removeprefix("quic/") for r in failing)
+    return Diagnosis(
+        "quic-multi-initial",
+        f"The path (or server) reads only the first QUIC Initial: a ClientHello over several Initials gets no "
+        f"answer ({shapes}) while the same hello in one Initial does; browsers then fall back to TCP without a "
+        f"word. {'; '.join(_said(r) for r in failing)}",
+        evidence=j.evidence(*failing, control),
+        details={"failing_shapes": [r.spec.delivery for r in failing]},
+    )
+
+
 RULES: dict[str, Callable[[Judged], Diagnosis | None]] = {
     "split-segments": rule_split_segments,
     "tiny-first-segment": rule_tiny_first,
@@ -413,6 +453,7 @@ RULES: dict[str, Callable[[Judged], Diagnosis | None]] = {
     "pmtu-blackhole": rule_pmtu_blackhole,
     "early-verdict": rule_early_verdict,
     "hrr": rule_hrr,
+    "quic-multi-initial": rule_quic_multi_initial,
 }
 
 

@@ -26,8 +26,11 @@ def add_probe_subparser(sub: Any) -> None:
     p.add_argument("targets", nargs="*", metavar="TARGET", help="host:port (port 443 if omitted)")
     p.add_argument("--targets", dest="targets_file", type=Path, metavar="FILE",
                    help="more targets, one per line (# comments; 'host:port sni' to set a name)")
-    p.add_argument("--suite", default="default",
-                   help="a shipped suite (default, quick, sweep, readiness, ci) or a .toml file")
+    p.add_argument("--suite", default=None,
+                   help="a shipped suite (default, quick, sweep, readiness, ci, quic) or a .toml file "
+                        "(default: default, or quic with --quic)")
+    p.add_argument("--quic", action="store_true",
+                   help="probe over QUIC (UDP): the hello in one vs several Initial packets (the quic suite)")
     p.add_argument("--sni", metavar="NAME", help="server_name to send (default: the target's host name)")
     p.add_argument("--proxy", metavar="HOST:PORT",
                    help="reach the targets through this HTTP proxy (CONNECT), e.g. the corporate egress proxy")
@@ -88,7 +91,9 @@ def run_probe(args: argparse.Namespace) -> int:
             print(f"{name:10} {suite.description}")
         return EXIT_OK
     try:
-        suite = load_suite(args.suite)
+        suite = load_suite(args.suite or ("quic" if args.quic else "default"))
+        if args.quic and suite.transport != "quic":
+            raise ValueError(f"suite {suite.name} is a TCP suite; --quic needs a QUIC one (--suite quic)")
         if args.check:
             suite.checks = list(args.check)
             from .checks import CHECK_IDS

@@ -16,7 +16,15 @@ Raw shapes (scapy segments the kernel would never send; see ``raw.py``):
     raw-cuts@N[,M...]        segments cut at these stream offsets
     raw-reorder@N            segments of N bytes, the second sent before the first
 
-A shape may end with ``/pause=SECONDS`` to override the suite's pause between writes or segments.
+QUIC shapes (UDP datagrams, one Initial packet each; see ``pqproxy/quic``):
+
+    quic-one                 the whole hello in one Initial (a large datagram if need be)
+    quic-split@N[,M...]      Initials cut at CRYPTO stream offsets N, M, sent in order (Chrome: about 1200)
+    quic-reorder@N[,M...]    the same Initials, sent last first
+
+A shape may end with ``/pause=SECONDS`` to override the suite's pause between writes or segments; a QUIC
+shape also with ``/pad=BYTES``, the size every datagram is padded to (default 1200, the least RFC 9000
+allows), e.g. ``quic-split@1100/pad=1350``.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from ..tls.hello import client_hello_records
 
 KERNEL_KINDS = ("one-write", "split", "tiny-first", "records", "records-writes")
 RAW_KINDS = ("raw-segments", "raw-cuts", "raw-reorder")
+QUIC_KINDS = ("quic-one", "quic-split", "quic-reorder")
+QUIC_PAD = (1200, 16384)  # RFC 9000 §14.1's minimum; our bound
 MAX_PIECES = 64  # a shape with more pieces is a typo, not a probe
 MAX_TINY = 8  # F5 K53322151: boxes that need 8 bytes in the first fragment
 
@@ -36,15 +46,20 @@ class Shape:
     kind: str
     numbers: tuple[int, ...] = ()
     pause: float | None = None  # None: the suite's default
+    pad: int | None = None  # QUIC: the datagram size (None: 1200)
 
     @property
     def raw(self) -> bool:
         return self.kind in RAW_KINDS
 
     @property
+    def quic(self) -> bool:
+        return self.kind in QUIC_KINDS
+
+    @property
     def split(self) -> bool:
         """More than one write or segment, so a box reading once sees a part."""
-        return self.kind != "one-write" and self.kind != "records"
+        return self.kind not in ("one-write", "records", "quic-one")
 
     def __str__(self) -> str:
         text = self.kind
@@ -52,30 +67,43 @@ class Shape:
             text += "@" + ",".join(str(n) for n in self.numbers)
         if self.pause is not None:
             text += f"/pause={self.pause:g}"
+        if self.pad is not None:
+            text += f"/pad={self.pad}"
         return text
 
 
 def parse_shape(text: str) -> Shape:
     """Parse ``split@600/pause=0.3``; ValueError with the accepted syntax on anything else."""
-    body, _, pause_text = text.strip().partition("/")
+    body, *options = text.strip().split("/")
     kind, _, numbers_text = body.partition("@")
-    if kind not in KERNEL_KINDS and kind not in RAW_KINDS:
-        raise ValueError(f"unknown delivery {text!r}: use one of {', '.join(KERNEL_KINDS + RAW_KINDS)}")
+    known = KERNEL_KINDS + RAW_KINDS + QUIC_KINDS
+    if kind not in known:
+        raise ValueError(f"unknown delivery {text!r}: use one of {', '.join(known)}")
     try:
         numbers = tuple(int(n) for n in numbers_text.split(",")) if numbers_text else ()
     except ValueError:
         raise ValueError(f"delivery {text!r}: the numbers after @ must be integers") from None
     pause: float | None = None
-    if pause_text:
-        key, _, value = pause_text.partition("=")
-        if key != "pause":
-            raise ValueError(f"delivery {text!r}: only /pause=SECONDS may follow")
-        pause = float(value)
-        if not 0 <= pause <= 30:
-            raise ValueError(f"delivery {text!r}: pause must be 0..30 seconds")
-    if kind == "one-write" and numbers:
-        raise ValueError("one-write takes no numbers")
-    if kind != "one-write" and not numbers:
+    pad: int | None = None
+    for option in options:
+        key, _, value = option.partition("=")
+        try:
+            if key == "pause" and pause is None:
+                pause = float(value)
+            elif key == "pad" and pad is None and kind in QUIC_KINDS:
+                pad = int(value)
+            else:
+                raise ValueError
+        except ValueError:
+            allowed = "/pause=SECONDS and /pad=BYTES" if kind in QUIC_KINDS else "/pause=SECONDS"
+            raise ValueError(f"delivery {text!r}: only {allowed} may follow") from None
+    if pause is not None and not 0 <= pause <= 30:
+        raise ValueError(f"delivery {text!r}: pause must be 0..30 seconds")
+    if pad is not None and not QUIC_PAD[0] <= pad <= QUIC_PAD[1]:
+        raise ValueError(f"delivery {text!r}: pad must be {QUIC_PAD[0]}..{QUIC_PAD[1]} bytes")
+    if kind in ("one-write", "quic-one") and numbers:
+        raise ValueError(f"{kind} takes no numbers")
+    if kind not in ("one-write", "quic-one") and not numbers:
         raise ValueError(f"delivery {kind} needs numbers: {kind}@N")
     if any(n <= 0 for n in numbers) or len(numbers) > MAX_PIECES:
         raise ValueError(f"delivery {text!r}: numbers must be positive, at most {MAX_PIECES} of them")
@@ -83,7 +111,7 @@ def parse_shape(text: str) -> Shape:
         raise ValueError(f"tiny-first@N takes one N from 1 to {MAX_TINY}")
     if kind in ("raw-segments", "raw-reorder") and len(numbers) != 1:
         raise ValueError(f"{kind}@N takes one segment size")
-    return Shape(kind, numbers, pause)
+    return Shape(kind, numbers, pause, pad)
 
 
 def wire_bytes(handshake: bytes, shape: Shape) -> bytes:

@@ -28,8 +28,11 @@ ICMP = "icmp"
 NOT_TLS = "not_tls"  # bytes came back, but not a TLS record
 REFUSED = "refused"  # the TCP connection was refused (RST to our SYN)
 UNREACHABLE = "unreachable"  # no route, or the TCP handshake itself timed out
+RETRY = "retry"  # QUIC: the server asked for address validation (followed once; this is what came then)
+VERSION_NEGOTIATION = "version_negotiation"  # QUIC: the server does not speak QUIC v1
 
-OUTCOME_KINDS = (SERVER_HELLO, HELLO_RETRY_REQUEST, ALERT, FIN, RST, TIMEOUT, ICMP, NOT_TLS, REFUSED, UNREACHABLE)
+OUTCOME_KINDS = (SERVER_HELLO, HELLO_RETRY_REQUEST, ALERT, FIN, RST, TIMEOUT, ICMP, NOT_TLS, REFUSED, UNREACHABLE,
+                 RETRY, VERSION_NEGOTIATION)
 TLS_ANSWERS = frozenset({SERVER_HELLO, HELLO_RETRY_REQUEST})
 # Outcomes that say the target itself is not there, whatever we send.
 TARGET_DOWN = frozenset({REFUSED, UNREACHABLE})

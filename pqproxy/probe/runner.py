@@ -70,7 +70,7 @@ def raw_capability() -> tuple[bool, str]:
 
 def plan(suite: Suite, raw: bool) -> list[ProbeSpec]:
     """Every probe of the suite in run order, controls first, each id once."""
-    specs: list[ProbeSpec] = [*catalogue.controls(suite.profile)]
+    specs: list[ProbeSpec] = [*catalogue.controls(suite.profile, suite.transport)]
     for check in suite.checks:
         specs.extend(catalogue.probes_for(check, suite.profile, suite.sweep))
         if check == "split-segments" and suite.raw != "no":
@@ -101,8 +101,15 @@ class TargetRun:
     async def attempt(self, spec: ProbeSpec) -> tuple[int, int, Outcome]:
         hello = build_probe_hello(spec.profile, self.target.server_name, size=spec.size, options=spec.options)
         shape = parse_shape(spec.delivery)
-        encoded = hello.encode()
         pause = self.suite.pause if shape.pause is None else shape.pause
+        if shape.quic:
+            from ..quic.probe import run_quic_attempt
+
+            outcome = await run_quic_attempt(self.target, hello, shape, size=spec.size, pause=pause,
+                                             timeout=self.suite.timeout)
+            size = len(hello.encode())  # as sent: made fit for QUIC
+            return size, size, outcome
+        encoded = hello.encode()
         if shape.raw:
             outcome, _packets = await run_raw_attempt(self.target, hello, shape, pause=pause,
                                                       timeout=self.suite.timeout)
@@ -114,8 +121,9 @@ class TargetRun:
     async def run_probe(self, spec: ProbeSpec) -> ProbeResult:
         self.specs[spec.id] = spec
         shape = parse_shape(spec.delivery)
-        if shape.raw and (not self.raw_ok or self.target.proxy is not None):
-            why = self.raw_note if not self.raw_ok else "raw-packet probes cannot go through an HTTP proxy"
+        if (shape.raw and (not self.raw_ok or self.target.proxy is not None)) or (shape.quic and self.target.proxy):
+            why = (self.raw_note if shape.raw and not self.raw_ok
+                   else f"{'QUIC' if shape.quic else 'raw-packet'} probes cannot go through an HTTP proxy")
             result = ProbeResult(spec, 0, 0, [Outcome(model.TIMEOUT, detail="not run")], passed=False,
                                  verdict=model.SKIPPED, reason=why)
             self.results[spec.id] = result

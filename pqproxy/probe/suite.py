@@ -13,6 +13,7 @@ given as a path. The format::
     connect_timeout = 5.0
     pause = 0.2               # seconds between the writes of a split hello
     raw = "auto"              # raw-packet probes: "auto" (when root and nftables), "yes", "no"
+    transport = "tcp"         # "quic": the checks run over QUIC (UDP) and the controls are QUIC Initials
 
     [sweep]                   # size-threshold
     sizes = [512, 1024, 2048, 4096, 8192]
@@ -43,7 +44,7 @@ MAX_SWEEP_SIZE = 65535  # a handshake message longer than this is not a ClientHe
 MAX_PROBES = 500
 
 _SUITE_KEYS = {"name", "description", "checks", "profile", "attempts", "timeout", "connect_timeout", "pause", "raw",
-               "sweep", "probe"}
+               "sweep", "probe", "transport"}
 _PROBE_KEYS = {"id", "profile", "delivery", "size", "control", "check", "expect", "description", "options"}
 
 
@@ -58,6 +59,7 @@ class Suite:
     connect_timeout: float = 5.0
     pause: float = 0.2
     raw: str = "auto"
+    transport: str = "tcp"
     sweep: list[int] = field(default_factory=lambda: list(DEFAULT_SWEEP))
     refine: bool = True
     probes: list[ProbeSpec] = field(default_factory=list)
@@ -107,6 +109,14 @@ def parse_suite(data: dict[str, Any], source: str = "<suite>") -> Suite:
     suite.raw = str(data.get("raw", suite.raw))
     if suite.raw not in ("auto", "yes", "no"):
         raise fail("raw must be auto, yes or no")
+    suite.transport = str(data.get("transport", suite.transport))
+    if suite.transport not in ("tcp", "quic"):
+        raise fail("transport must be tcp or quic")
+    from .checks import QUIC_CHECKS
+
+    wrong = [c for c in suite.checks if (c in QUIC_CHECKS) != (suite.transport == "quic")]
+    if wrong:
+        raise fail(f"check(s) {', '.join(wrong)} do not run over {suite.transport} (set transport accordingly)")
     sweep = data.get("sweep", {})
     if not isinstance(sweep, dict) or set(sweep) - {"sizes", "refine"}:
         raise fail("[sweep] takes sizes and refine")
