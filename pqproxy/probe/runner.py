@@ -280,7 +280,9 @@ def _unreachable(first: ProbeResult) -> str | None:
         return f"{first.attempts[-1].describe()}"
     if all(k == model.NOT_TLS for k in kinds):
         return f"does not speak TLS: {first.attempts[-1].detail}"
-    if all(k in (model.TIMEOUT, model.FIN, model.RST) for k in kinds):
+    if all(k == model.VERSION_NEGOTIATION for k in kinds):
+        return f"does not speak QUIC v1: {first.attempts[-1].detail}"
+    if all(k in (model.TIMEOUT, model.FIN, model.RST, model.RETRY) for k in kinds):
         return f"no TLS answer to a small classical hello ({first.attempts[-1].describe()})"
     return None
 
