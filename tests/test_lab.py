@@ -106,7 +106,7 @@ def test_up_status_down(lab_name: tuple[str, Path]) -> None:
     status = _lab("status", "--name", name)
     assert status.returncode == 0, status.stdout + status.stderr
     for service in ("pqproxy-server", "node", "haproxy", "haproxy-inspect", "nginx", "squid", "emulators",
-                    "early-verdict"):
+                    "early-verdict", "quic-server", "quic-router"):
         assert any(line.split()[:1] == [service] and line.rstrip().endswith("running")
                    for line in status.stdout.splitlines()), status.stdout
     assert lab_processes(name) != []
@@ -175,13 +175,13 @@ def test_bad_names_and_scenarios_are_refused(capsys: pytest.CaptureFixture[str])
     assert "unknown scenario no-such" in capsys.readouterr().err
 
 
-def test_scenarios_cover_every_tcp_diagnosis_and_clean_paths() -> None:
-    """The lab demonstrates each TCP diagnosis of the catalogue (QUIC's is issue 7's), and clean paths of
-    every kind of gear it runs; a new diagnosis without a scenario fails here."""
+def test_scenarios_cover_every_diagnosis_and_clean_paths() -> None:
+    """The lab demonstrates each diagnosis of the catalogue, TCP and QUIC, and clean paths of every kind of
+    gear it runs; a new diagnosis without a scenario fails here."""
     expected = set().union(*(s.expected for s in scenarios.SCENARIOS))
-    assert expected == set(model.DIAGNOSIS_IDS) - {"quic-multi-initial"}
+    assert expected == set(model.DIAGNOSIS_IDS)
     clean = {s.id for s in scenarios.SCENARIOS if not s.expected}
-    assert {"clean-pqproxy", "clean-node", "nginx-preread", "pmtu-clamped"} <= clean
+    assert {"clean-pqproxy", "clean-node", "nginx-preread", "pmtu-clamped", "quic-clean"} <= clean
     assert all(s.target.startswith("198.18.") for s in scenarios.SCENARIOS)
     assert len({s.id for s in scenarios.SCENARIOS}) == len(scenarios.SCENARIOS)
 

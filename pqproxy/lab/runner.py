@@ -48,7 +48,8 @@ class ScenarioResult:
 
 def _probe_argv(scenario: Scenario, client_ns: str, suite: str, timeout: float, report: Path) -> list[str]:
     argv = ["ip", "netns", "exec", client_ns, sys.executable, "-m", "pqproxy", "probe", scenario.target,
-            "--sni", GOOD_NAME, "--suite", suite, "--timeout", str(timeout), "--json", str(report), "--quiet"]
+            "--sni", GOOD_NAME, "--timeout", str(timeout), "--json", str(report), "--quiet"]
+    argv += ["--quic"] if scenario.quic else ["--suite", suite]
     if scenario.proxy:
         argv += ["--proxy", scenario.proxy]
     return argv

@@ -25,6 +25,7 @@ class Scenario:
     hop: str | None = None  # pmtu-blackhole: the last hop that still passed the large segment
     proxy: str | None = None  # HTTP CONNECT proxy in front of the target
     slow: bool = False  # many probes die silently (each waits for the timeout): start these first
+    quic: bool = False  # probe with --quic (the quic suite) instead of the TCP suite
 
 
 def _s(*ids: str) -> frozenset[str]:
@@ -59,6 +60,10 @@ SCENARIOS: tuple[Scenario, ...] = (
              f"{SERVER_BLACKHOLE}:{s.GOOD}", _s("pmtu-blackhole"), "pqproxy-server", hop=ROUTER1, slow=True),
     Scenario("pmtu-clamped", "path", "the same tunnel with MSS clamping on router1", f"{SERVER_CLAMPED}:{s.GOOD}",
              _s(), "pqproxy-server"),
+    Scenario("quic-clean", "real", "aioquic's QUIC server, no middlebox (UDP)", f"{SERVER}:{s.QUIC_SERVER}", _s(),
+             "quic-server", quic=True),
+    Scenario("quic-first-initial", "emulator", "UDP router reading the ClientHello from the first Initial only",
+             f"{MIDDLEBOX}:{s.QUIC_ROUTER}", _s("quic-multi-initial"), "quic-router", quic=True, slow=True),
 )
 
 BY_ID = {scenario.id: scenario for scenario in SCENARIOS}

@@ -4,9 +4,11 @@ Server namespace (198.18.4.2, and 198.18.5.2 / 198.18.6.2 behind the narrow link
   ``pqproxy server`` (one process, several listeners) in front of an echo service on its loopback:
   good.test on :4431 (also on the two narrow-link addresses, and on :4434 behind the NFQUEUE), a
   *default* backend with another certificate on :4432; Node.js 26 (OpenSSL 3.5) on :4433.
+  aioquic's QUIC server on UDP :4443.
 Middlebox namespace (198.18.3.2): HAProxy (:8441 plain, :8442 inspect), nginx ``ssl_preread`` (:8443),
   Squid ``ssl_bump`` peek-and-splice (:3128, an HTTP CONNECT proxy), the socket emulators (:8451-8455),
-  and the NFQUEUE early-verdict emulator on the forwarding path to :4434.
+  the NFQUEUE early-verdict emulator on the forwarding path to :4434, and the first-Initial-only QUIC
+  router emulator on UDP :8460 (to the QUIC server).
 
 Every service is a process started with ``Lab.spawn`` (its own session, output to a log in the lab's
 directory), so that ``pqproxy lab up`` can return and leave the lab running; ``down`` kills every process
@@ -36,6 +38,7 @@ ECHO = "127.0.0.1:7007"  # on the server namespace's own loopback
 GOOD, DEFAULT, NODE, EARLY_VERDICT = 4431, 4432, 4433, 4434
 HAPROXY, HAPROXY_INSPECT, NGINX, SQUID = 8441, 8442, 8443, 3128
 SNI_OFFSET, TINY_FIRST, CODEPOINT, SIZE_THRESHOLD, HRR = 8451, 8452, 8453, 8454, 8455
+QUIC_SERVER, QUIC_ROUTER = 4443, 8460  # UDP
 EMULATOR_PORTS = (SNI_OFFSET, TINY_FIRST, CODEPOINT, SIZE_THRESHOLD, HRR)
 SIZE_LIMIT = 3000  # the size-threshold emulator's cap on the first record, header included
 READY_TIMEOUT = 30.0  # for all services to listen (Python processes start in about a second each)
@@ -47,7 +50,8 @@ class Service:
     name: str
     role: str  # the namespace role it runs in
     argv: list[str]
-    listens: tuple[str, ...] = ()  # "host:port" it must listen on before the lab is up
+    listens: tuple[str, ...] = ()  # "host:port" it must listen on (TCP) before the lab is up
+    listens_udp: tuple[str, ...] = ()  # and on UDP
     ready_line: str | None = None  # or: a line its log must show
     needs: tuple[str, ...] = ()  # gear whose absence makes this service unavailable
     check: list[str] | None = None  # a configuration check to run first (haproxy -c, nginx -t, squid -k parse)
@@ -138,6 +142,14 @@ key = "{pki['default']['server_key']}"
                             tuple(f"{MIDDLEBOX}:{port}" for port in EMULATOR_PORTS)))
     services.append(Service("early-verdict", "middlebox", [py, "-m", "pqproxy.lab.nfqueue", "--queue", "0"],
                             ready_line='"event": "ready"', needs=("iptables-legacy",)))
+    quic = f"{SERVER}:{QUIC_SERVER}"
+    good_pki = pki["good"]
+    services.append(Service("quic-server", "server", [py, "-m", "pqproxy.quic.server", "--listen", quic, "--cert",
+                                                      str(good_pki["server"]), "--key", str(good_pki["server_key"])],
+                            listens_udp=(quic,)))
+    services.append(Service("quic-router", "middlebox", [py, "-m", "pqproxy.lab.quic_router", "--listen",
+                                                         f"{MIDDLEBOX}:{QUIC_ROUTER}", "--backend", quic, "--name",
+                                                         gear.GOOD_NAME], listens_udp=(f"{MIDDLEBOX}:{QUIC_ROUTER}",)))
 
     for service in services:
         if service.unavailable is None:
@@ -186,8 +198,11 @@ def start(lab: Lab, ns: Namespaces, services: list[Service], logs: Path) -> dict
             log = logs / f"{name}.log"
             if procs[name].poll() is not None:
                 raise ServiceError(f"{name} exited with {procs[name].returncode}: {_tail(log)}")
-            listening = _listening(lab, getattr(ns, s.role)) if s.listens else set()
-            if set(s.listens) <= listening and (s.ready_line is None or s.ready_line in _tail(log, 100_000)):
+            where = getattr(ns, s.role)
+            listening = _listening(lab, where, "-Hltn") if s.listens else set()
+            listening |= _listening(lab, where, "-Hlun") if s.listens_udp else set()
+            wanted = set(s.listens) | set(s.listens_udp)
+            if wanted <= listening and (s.ready_line is None or s.ready_line in _tail(log, 100_000)):
                 del waiting[name]
         if waiting and time.monotonic() > deadline:
             raise ServiceError(f"not ready after {READY_TIMEOUT:.0f} s: "
@@ -197,8 +212,8 @@ def start(lab: Lab, ns: Namespaces, services: list[Service], logs: Path) -> dict
     return pids
 
 
-def _listening(lab: Lab, namespace: str) -> set[str]:
-    out = lab.run(namespace, ["ss", "-Hltn"], check=False).stdout
+def _listening(lab: Lab, namespace: str, flags: str) -> set[str]:
+    out = lab.run(namespace, ["ss", flags], check=False).stdout
     return {line.split()[3] for line in out.splitlines() if len(line.split()) >= 4}
 
 
