@@ -437,7 +437,7 @@ def rule_quic_multi_initial(j: Judged) -> Diagnosis | None:
         "quic-multi-initial",
         f"The path (or server) reads only the first QUIC Initial: a ClientHello over several Initials gets no "
         f"answer ({shapes}) while the same hello in one Initial does; browsers then fall back to TCP without a "
-        f"word. {'; '.join(_said(r) for r in failing)}",
+        f"word. {_said(failing[0])}",
         evidence=j.evidence(*failing, control),
         details={"failing_shapes": [r.spec.delivery for r in failing]},
     )
