@@ -161,6 +161,8 @@ def probes_for(check: str, pq_profile: str, sweep: Iterable[int] = DEFAULT_SWEEP
                   check=check, description="two Initials in datagrams padded to 1472 bytes (a full 1500 MTU)"),
             _spec("quic/classical-two-initials", "classical", "quic-split@100", control=QUIC_CLASSICAL_CONTROL,
                   check=check, description="even a small classical hello over two Initials"),
+            _spec("quic/pq-one-initial-frames-reordered", p, f"quic-frames@{first}", control=QUIC_PQ_CONTROL,
+                  check=check, description="one Initial, its two CRYPTO frames in reverse order"),
         ]
     raise ValueError(f"unknown check {check!r} (known: {', '.join(CHECK_IDS)})")
 

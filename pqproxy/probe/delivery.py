@@ -21,6 +21,7 @@ QUIC shapes (UDP datagrams, one Initial packet each; see ``pqproxy/quic``):
     quic-one                 the whole hello in one Initial (a large datagram if need be)
     quic-split@N[,M...]      Initials cut at CRYPTO stream offsets N, M, sent in order (Chrome: about 1200)
     quic-reorder@N[,M...]    the same Initials, sent last first
+    quic-frames@N[,M...]     one Initial, the hello in CRYPTO frames cut there, last frame first
 
 A shape may end with ``/pause=SECONDS`` to override the suite's pause between writes or segments; a QUIC
 shape also with ``/pad=BYTES``, the size every datagram is padded to (default 1200, the least RFC 9000
@@ -35,7 +36,7 @@ from ..tls.hello import client_hello_records
 
 KERNEL_KINDS = ("one-write", "split", "tiny-first", "records", "records-writes")
 RAW_KINDS = ("raw-segments", "raw-cuts", "raw-reorder")
-QUIC_KINDS = ("quic-one", "quic-split", "quic-reorder")
+QUIC_KINDS = ("quic-one", "quic-split", "quic-reorder", "quic-frames")
 QUIC_PAD = (1200, 16384)  # RFC 9000 §14.1's minimum; our bound
 MAX_PIECES = 64  # a shape with more pieces is a typo, not a probe
 MAX_TINY = 8  # F5 K53322151: boxes that need 8 bytes in the first fragment
@@ -59,7 +60,7 @@ class Shape:
     @property
     def split(self) -> bool:
         """More than one write or segment, so a box reading once sees a part."""
-        return self.kind not in ("one-write", "records", "quic-one")
+        return self.kind not in ("one-write", "records", "quic-one", "quic-frames")
 
     def __str__(self) -> str:
         text = self.kind

@@ -92,16 +92,23 @@ def crypto_frame(offset: int, data: bytes) -> bytes:
 
 
 def client_initials(client_hello: bytes, dcid: bytes, scid: bytes, *, cuts: Sequence[int] = (),
-                    reorder: bool = False, datagram_size: int = MIN_DATAGRAM, token: bytes = b"",
-                    first_packet_number: int = 0) -> list[bytes]:
+                    reorder: bool = False, one_packet: bool = False, datagram_size: int = MIN_DATAGRAM,
+                    token: bytes = b"", first_packet_number: int = 0) -> list[bytes]:
     """The datagrams that carry ``client_hello`` (a handshake message): one Initial per piece of the CRYPTO
     stream (cut at the offsets ``cuts``), each padded to ``datagram_size``; ``reorder`` sends them last first.
-    A datagram is never smaller than its piece needs, so an uncut large hello makes one large datagram."""
+    ``one_packet``: all the pieces in one Initial instead, as CRYPTO frames last first (Chrome scrambles its
+    CRYPTO frames too). A datagram is never smaller than its content needs, so an uncut large hello makes
+    one large datagram."""
     if not MIN_DATAGRAM <= datagram_size <= MAX_DATAGRAM:
         raise ValueError(f"datagram_size must be {MIN_DATAGRAM}..{MAX_DATAGRAM}")
     bounds = [0, *sorted(c for c in set(cuts) if 0 < c < len(client_hello)), len(client_hello)]
     pair = CryptoPair()
     pair.setup_initial(dcid, is_client=True, version=QUIC_V1)
+    if one_packet:
+        frames = b"".join(crypto_frame(start, client_hello[start:end])
+                          for start, end in reversed(list(itertools.pairwise(bounds))))
+        return [protect_initial(pair, dcid, scid, frames, first_packet_number, datagram_size=datagram_size,
+                                token=token)]
     datagrams = []
     for number, (start, end) in enumerate(itertools.pairwise(bounds)):
         frames = crypto_frame(start, client_hello[start:end])

@@ -118,8 +118,9 @@ async def _exchange(sock: trio.socket.SocketType, hello: bytes, dcid: bytes, sci
     current_dcid = dcid
     deadline = trio.current_time() + timeout
     while True:
-        sent = client_initials(hello, current_dcid, scid, cuts=cuts, reorder=reorder, datagram_size=datagram_size,
-                               token=token, first_packet_number=next_packet)
+        sent = client_initials(hello, current_dcid, scid, cuts=cuts, reorder=reorder,
+                               one_packet=shape.kind == "quic-frames", datagram_size=datagram_size, token=token,
+                               first_packet_number=next_packet)
         next_packet += len(sent)
         for i, datagram in enumerate(sent):
             if i and pause:
