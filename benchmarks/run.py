@@ -1,36 +1,125 @@
-"""`make bench`: the benchmark harness. Prints a table and writes benchmarks/results/engine.json."""
+"""`make bench` (also `pqproxy bench`): the benchmark harness, in one run on this machine.
+
+1. The engine in process (``engine.py``): server CPU per handshake with no I/O, the crypto floor of a hybrid
+   server handshake (the primitives alone, in ``cryptography``), record throughput.
+2. pqproxy server against the Node.js 26 sidecar (``sidecars.py``), side by side: server CPU per handshake
+   (hybrid and classical), latency p50/p99 at fixed concurrency, bulk throughput and CPU per GiB, RSS per
+   idle connection, connections held.
+3. The ``default`` probe suite against one healthy target (``pqproxy server`` on loopback), timed.
+
+Writes ``benchmarks/results/bench.json`` and prints the table that ``benchmarks/README.md`` shows, with the
+ratios the targets of issue 8 are stated in. Timings live here, never as asserts in tests.
+``BENCH_QUICK=1`` runs everything smaller (a smoke run, not for the table).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-from benchmarks import engine
+from benchmarks import engine, sidecars
+
+
+def probe_suite_seconds() -> float:
+    """The ``default`` suite against pqproxy server on loopback (the probe as a user runs it)."""
+    from pqproxy.certs import write_dev_pki
+
+    with tempfile.TemporaryDirectory(prefix="pqproxy-bench-probe-") as tmp:
+        pki = write_dev_pki(Path(tmp), alg="ecdsa", names=("localhost", "127.0.0.1"))
+        port, upstream_port = sidecars._free_port(), sidecars._free_port()
+        upstream = sidecars._echo_upstream(upstream_port)
+        server = subprocess.Popen([sys.executable, "-m", "pqproxy", "server", "--listen", f"127.0.0.1:{port}",
+                                   "--upstream", f"127.0.0.1:{upstream_port}", "--cert", str(pki["server"]), "--key",
+                                   str(pki["server_key"]), "--workers", "1"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            time.sleep(1.5)
+            started = time.monotonic()
+            subprocess.run([sys.executable, "-m", "pqproxy", "probe", f"127.0.0.1:{port}", "--sni", "localhost",
+                            "--suite", "default", "--no-raw", "-q"], capture_output=True, timeout=300, check=False)
+            return round(time.monotonic() - started, 1)
+        finally:
+            server.terminate()
+            server.wait(15)
+            upstream.stop()
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    p, n, e = result["pqproxy"], result["node"], result["engine"]
+    floor = e["crypto_floor_hybrid_server_us"]
+    return {
+        "hybrid_cpu_vs_node": _ratio(p["X25519MLKEM768"]["server_cpu_us"], n["X25519MLKEM768"]["server_cpu_us"]),
+        "hybrid_cpu_vs_floor": _ratio(p["X25519MLKEM768"]["server_cpu_us"], floor),
+        "classical_cpu_vs_node": _ratio(p["X25519"]["server_cpu_us"], n["X25519"]["server_cpu_us"]),
+        "cpu_per_gib_vs_node": _ratio(p["bulk"]["server_cpu_s_per_gib"], n["bulk"]["server_cpu_s_per_gib"]),
+        "idle_rss_kib_per_connection": p["idle"]["rss_kib_per_connection"],
+        "idle_connections_held": p["idle"]["held"],
+        "probe_default_suite_s": result["probe_default_suite_s"],
+    }
+
+
+def table(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    p, n, e, s = result["pqproxy"], result["node"], result["engine"], result["summary"]
+    rows = []
+    for group in ("X25519MLKEM768", "X25519"):
+        ours, theirs = p[group]["server_cpu_us"], n[group]["server_cpu_us"]
+        rows.append((f"server CPU / {group} handshake", f"{ours} us", f"{theirs} us", f"{_ratio(ours, theirs)} x"))
+    for group in ("X25519MLKEM768", "X25519"):
+        ours = f"{p[group]['p50_ms']} / {p[group]['p99_ms']} ms"
+        theirs = f"{n[group]['p50_ms']} / {n[group]['p99_ms']} ms"
+        rows.append((f"latency p50 / p99, {group}, {result['settings']['concurrency']} at once", ours, theirs, ""))
+    bulk_p, bulk_n = p["bulk"], n["bulk"]
+    rows.append(("bulk throughput (both directions)", f"{bulk_p['mib_s']} MiB/s", f"{bulk_n['mib_s']} MiB/s",
+                 f"{_ratio(bulk_p['mib_s'], bulk_n['mib_s'])} x"))
+    rows.append(("server CPU per GiB proxied", f"{bulk_p['server_cpu_s_per_gib']} s",
+                 f"{bulk_n['server_cpu_s_per_gib']} s", f"{s['cpu_per_gib_vs_node']} x"))
+    rows.append(("RSS per idle established connection", f"{p['idle']['rss_kib_per_connection']} KiB",
+                 f"{n['idle']['rss_kib_per_connection']} KiB", ""))
+    rows.append(("idle connections held by one process", str(p["idle"]["held"]), str(n["idle"]["held"]), ""))
+    engine_us = e["server_cpu_per_handshake_us"]["X25519MLKEM768"]
+    rows.append(("engine alone: server CPU / hybrid handshake", f"{engine_us} us", "", ""))
+    rows.append(("crypto floor of a hybrid server handshake", f"{e['crypto_floor_hybrid_server_us']} us", "",
+                 f"sidecar {s['hybrid_cpu_vs_floor']} x floor"))
+    records = f"{e['records_seal_mib_s']} / {e['records_open_mib_s']} MiB/s"
+    rows.append(("engine records sealed / opened", records, "", ""))
+    rows.append(("`default` probe suite, one healthy target", f"{result['probe_default_suite_s']} s", "", ""))
+    return rows
 
 
 def main() -> int:
-    rounds = int(os.environ.get("BENCH_ROUNDS", "300"))
-    result = engine.run(rounds=rounds)
-    result["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
+    quick = os.environ.get("BENCH_QUICK") == "1"
+    settings = (sidecars.Settings(handshakes=300, concurrency=8, bulk_mib=32, idle=500) if quick
+                else sidecars.Settings())
+    result: dict[str, Any] = {"engine": engine.run(rounds=100 if quick else int(os.environ.get("BENCH_ROUNDS", "300")))}
+    result.update(sidecars.run(settings))
+    result["probe_default_suite_s"] = probe_suite_seconds()
+    result["summary"] = summarize(result)
+    node_version = subprocess.run([str(sidecars.NODE), "-p", "process.versions.node + ' / OpenSSL ' + "
+                                   "process.versions.openssl"], capture_output=True, text=True).stdout.strip()
+    result["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
+                         "node": node_version, "command": "make bench", "quick": quick,
+                         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "engine.json").write_text(json.dumps(result, indent=2) + "\n")
-    hs = result["server_cpu_per_handshake_us"]
-    rows = [
-        ("server CPU / X25519MLKEM768 handshake", f"{hs['X25519MLKEM768']} us"),
-        ("server CPU / X25519 handshake", f"{hs['X25519']} us"),
-        ("crypto floor (hybrid server handshake)", f"{result['crypto_floor_hybrid_server_us']} us"),
-        ("hybrid handshake / crypto floor", f"{result['hybrid_handshake_over_floor']} x"),
-        ("records sealed (AES-128-GCM, 1 MiB writes)", f"{result['records_seal_mib_s']} MiB/s"),
-        ("records opened", f"{result['records_open_mib_s']} MiB/s"),
-    ]
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
-    print(f"\nwritten: {out / 'engine.json'}")
+    (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    rows = table(result)
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    print(f"{'measure':<{widths[0]}}  {'pqproxy':<{widths[1]}}  {'node 26':<{widths[2]}}  ratio")
+    for row in rows:
+        print("  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row)).rstrip())
+    print(f"\nsummary: {json.dumps(result['summary'])}")
+    print(f"written: {out / 'bench.json'}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""One entry point: ``pqproxy server|client|kme|probe|lab|certs``; ``bench`` comes later."""
+"""One entry point: ``pqproxy server|client|kme|probe|lab|certs|bench``."""
 
 from __future__ import annotations
 
@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .qkd.cli import add_kme_subparser
 
     add_kme_subparser(sub)
+    bench = sub.add_parser("bench", help="the benchmark harness (make bench): pqproxy against Node 26, side by side",
+                           description="Run the benchmark harness of a pqproxy checkout (benchmarks/): the engine in "
+                           "process, pqproxy server against the Node.js 26 sidecar, the default probe suite; writes "
+                           "benchmarks/results/bench.json. BENCH_QUICK=1 for a smaller smoke run.")
+    bench.set_defaults(func=run_bench)
     try:
         from .certs import add_certs_subparser
     except ImportError:  # pragma: no cover
@@ -132,6 +137,20 @@ def run_client(args: argparse.Namespace) -> int:
     from .proxy.supervisor import run
 
     return run("client", args.config, _flags(args))
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    checkout = Path(__file__).resolve().parents[1]
+    if not (checkout / "benchmarks" / "run.py").exists():
+        print("pqproxy bench: the harness lives in a checkout of pqproxy (benchmarks/); this install has none",
+              file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(checkout))
+    from benchmarks.run import main as bench_main
+
+    return int(bench_main())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,24 @@
+// The peer users would otherwise pick: a TLS-terminating sidecar on Node.js 26 (OpenSSL 3.5), in front of
+// the same upstream as pqproxy server, with the same certificate and groups.
+// Usage: node node_sidecar.js LISTEN_PORT UPSTREAM_PORT CERT KEY GROUPS   (prints "ready" when listening)
+'use strict';
+const fs = require('fs');
+const net = require('net');
+const tls = require('tls');
+const [listenPort, upstreamPort, cert, key, groups] = process.argv.slice(2);
+const server = tls.createServer({
+  cert: fs.readFileSync(cert), key: fs.readFileSync(key), minVersion: 'TLSv1.3', ecdhCurve: groups,
+}, (client) => {
+  const upstream = net.connect(Number(upstreamPort), '127.0.0.1');
+  client.setNoDelay(true);  // as pqproxy does (TCP_NODELAY): without it, Nagle and delayed ACKs add ~40 ms
+  upstream.setNoDelay(true);
+  const done = () => { client.destroy(); upstream.destroy(); };
+  client.on('error', done);
+  upstream.on('error', done);
+  client.pipe(upstream);
+  upstream.pipe(client);
+});
+server.maxConnections = 20000;
+server.on('tlsClientError', () => {});
+server.listen(Number(listenPort), '127.0.0.1', 4096, () => console.log('ready'));
+process.on('SIGTERM', () => process.exit(0));

