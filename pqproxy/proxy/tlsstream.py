@@ -11,7 +11,7 @@ import trio
 from ..tls.connection import TLSConnection
 from ..tls.events import AlertReceived, AlertSent, ApplicationData, Event, HandshakeComplete, PeerClosed
 
-RECEIVE_SIZE = 64 * 1024
+RECEIVE_SIZE = 256 * 1024
 
 
 async def half_close(transport: trio.abc.Stream) -> None:
