@@ -579,6 +579,16 @@ class ServerHandshake:
         ))
         if PskKeyExchangeMode.psk_dhe_ke in facts.psk_modes:
             self.send_new_session_tickets(resumption_master, facts)
+        self.release()
+
+    def release(self) -> None:
+        """Drop what only the handshake needed (the ClientHellos, the transcript, the key schedule): a
+        server holds thousands of established connections, and these were several KB of each."""
+        self.first = self.facts = None
+        self.transcript = Transcript()
+        self.hello_retry_raw = b""
+        self.schedule = None
+        self.psk = None
 
     def send_new_session_tickets(self, resumption_master: bytes, facts: ClientHelloFacts) -> None:
         sealer, suite = self.config.ticket_sealer, self.suite
