@@ -3,7 +3,7 @@
 Client sidecar (the ETSI 014 master): ``client_config`` asks the KME for a new key for the server's SAE
 and returns the connection's TLS configuration with it as an RFC 9258 imported external PSK (identity:
 our SAE ID and the key_ID), and RFC 8773 so the server still shows its certificate. After the
-handshake, ``client_outcome`` checks that the server took the key.
+handshake, ``after_handshake`` checks that the server took the key (on both sides: that it was used).
 
 Server sidecar (the slave): ``server_config`` reads the ClientHello the caller peeked, finds our PSK
 identity, refuses a key_ID it has seen before, asks the KME for that key (``dec_keys``) and returns the
@@ -114,14 +114,14 @@ class QKDEdge:
         key.zero()
         return dataclasses.replace(base, external_psk=psk), QKDOutcome("keyed", key.key_id)
 
-    def client_outcome(self, outcome: QKDOutcome, psk_kind: str | None) -> QKDOutcome:
-        """After the handshake: did the server take our key?"""
+    def after_handshake(self, outcome: QKDOutcome, psk_kind: str | None) -> QKDOutcome:
+        """Did the handshake use the key we had (client: did the server take it)? If not, the policy."""
         if outcome.state != "keyed":
             return outcome
         if psk_kind == "external":
             self.metrics.qkd_key("ok")
             return outcome
-        return self._without_key("not_accepted", f"the server did not take QKD key {outcome.key_id}")
+        return self._without_key("not_accepted", f"QKD key {outcome.key_id} was not used in the handshake")
 
     # --- server sidecar -------------------------------------------------------------------------
 
@@ -151,14 +151,6 @@ class QKDEdge:
         psks = {identity.encode(): bytes(key.material)}
         key.zero()
         return dataclasses.replace(base, external_psks=psks), QKDOutcome("keyed", identity.key_id)
-
-    def server_outcome(self, outcome: QKDOutcome, psk_kind: str | None) -> QKDOutcome:
-        if outcome.state != "keyed":
-            return outcome
-        if psk_kind == "external":
-            self.metrics.qkd_key("ok")
-            return outcome
-        return self._without_key("binder_failed", f"QKD key {outcome.key_id} was not used in the handshake")
 
     # --- link status, for the operator -------------------------------------------------------------
 

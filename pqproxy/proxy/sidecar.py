@@ -491,7 +491,7 @@ class Proxy:
             exc.client_hello_size = engine.handshake.client_hello_size or None  # type: ignore[attr-defined]
             raise
         if outcome is not None:
-            record.note_qkd(qkd.server_outcome(outcome, tls.info.psk if tls.info else None))
+            record.note_qkd(qkd.after_handshake(outcome, tls.info.psk if tls.info else None))
         return tls
 
     async def _peek_client_hello(self, client: trio.SocketStream, *, whole: bool) -> bytes:
@@ -574,7 +574,7 @@ class Proxy:
             record.fill_from_handshake(tls, started)
             if qkd is not None:
                 try:
-                    record.note_qkd(qkd.client_outcome(outcome, tls.info.psk if tls.info else None))
+                    record.note_qkd(qkd.after_handshake(outcome, tls.info.psk if tls.info else None))
                 except QKDRefused as exc:
                     self._refuse_qkd(record, exc)
                     await tls.send_eof()
