@@ -34,7 +34,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pqproxy tests benchmarks scripts
-	$(BIN)/mypy pqproxy/tls pqproxy/probe pqproxy/lab
+	$(BIN)/mypy pqproxy/tls pqproxy/probe pqproxy/lab pqproxy/qkd pqproxy/quic pqproxy/http11.py
 
 typecheck: lint
 
