@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,17 +88,24 @@ def _group_stats(pgid: int) -> tuple[float, int]:
 
 
 class _Process:
-    def __init__(self, argv: list[str], ready: str, timeout: float = 30) -> None:
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                     start_new_session=True, preexec_fn=_more_files)
-        assert self.proc.stdout is not None
+    """A server in a process group of its own, started when ``ready`` shows in its output (stdout, or
+    stderr with ``on_stderr``). The rest of that output is drained, so the process never blocks on a full
+    pipe (pqproxy writes one JSON line per connection)."""
+
+    def __init__(self, argv: list[str], ready: str, *, on_stderr: bool = False, timeout: float = 30) -> None:
+        pipe, null = subprocess.PIPE, subprocess.DEVNULL
+        self.proc = subprocess.Popen(argv, stdout=null if on_stderr else pipe, stderr=pipe if on_stderr else null,
+                                     text=True, start_new_session=True, preexec_fn=_more_files)
+        stream = self.proc.stderr if on_stderr else self.proc.stdout
+        assert stream is not None
         deadline = time.monotonic() + timeout
         while True:
-            line = self.proc.stdout.readline()
+            line = stream.readline()
             if ready in line:
                 break
             if (not line and self.proc.poll() is not None) or time.monotonic() > deadline:
                 raise RuntimeError(f"{argv[:3]} did not start")
+        threading.Thread(target=lambda: [None for _ in stream], daemon=True).start()
         self.pgid = self.proc.pid
 
     def stats(self) -> tuple[float, int]:
@@ -113,8 +121,7 @@ class _Process:
             except ProcessLookupError:
                 pass
             self.proc.wait(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        # The pipes are left to the drain thread, which ends at EOF now that the process is gone.
 
 
 def _load(config: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
@@ -140,22 +147,7 @@ def _server(kind: str, port: int, upstream: int, pki: dict[str, Path]) -> _Proce
     argv = [sys.executable, "-m", "pqproxy", "server", "--listen", f"127.0.0.1:{port}", "--upstream",
             f"127.0.0.1:{upstream}", "--cert", str(pki["server"]), "--key", str(pki["server_key"]),
             "--workers", "1", "--max-connections", "40000"]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=_more_files)
-    wrapped = _Process.__new__(_Process)
-    wrapped.proc, wrapped.pgid = proc, proc.pid
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 30
-    for line in proc.stderr:  # pqproxy logs JSON lines on stderr; "listening" once the worker is up
-        if '"listening"' in line:
-            break
-        if time.monotonic() > deadline:
-            raise RuntimeError("pqproxy server did not start")
-    # Keep draining stderr (one JSON line per connection) so the server never blocks on a full pipe.
-    import threading
-
-    threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # type: ignore[union-attr]
-    return wrapped
+    return _Process(argv, '"listening"', on_stderr=True)  # pqproxy logs JSON on stderr; this once a worker is up
 
 
 def measure(kind: str, pki: dict[str, Path], settings: Settings) -> dict[str, Any]:

@@ -27,6 +27,17 @@ def require(reason: str | None) -> None:
     pytest.skip(reason)
 
 
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
+    """SIGTERM, a bounded wait, then SIGKILL: a process we started is gone afterwards, whatever it did."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
 def wait_listening(port: int, proc: subprocess.Popen[Any], log: Path, host: str = "127.0.0.1",
                    timeout: float = 15.0) -> None:
     """Wait (bounded) until something accepts on host:port; fail with the process's log if it died."""
@@ -88,12 +99,7 @@ class Proc:
         raise AssertionError(f"no matching log line within {timeout}s: {self.lines}")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc)
         self.close_pipe()
 
     def close_pipe(self) -> None:

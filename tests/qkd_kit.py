@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pqproxy.qkd.client import KMESettings
-from tests.procs import free_port
+from tests.procs import free_port, stop_process
 
 START_TIMEOUT = 20.0
 
@@ -56,13 +56,7 @@ class KME:
             return result
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, timeout=10)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self._log.close()

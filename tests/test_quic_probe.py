@@ -32,7 +32,7 @@ from pqproxy.quic.initial import (
     random_cid,
     read_client_initial,
 )
-from tests.procs import free_port
+from tests.procs import free_port, stop_process
 
 HOST = "127.0.0.1"
 SUITE_IDS = {"quic/classical-one-initial", "quic/pq-one-initial", "quic/pq-two-initials",
@@ -51,8 +51,10 @@ class QuicServer:
         assert json.loads(line)["event"] == "ready", line + (self.proc.stderr.read() if self.proc.stderr else "")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.communicate(timeout=10)
+        stop_process(self.proc, timeout=10)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +72,7 @@ def server(pki: dict[str, Path]) -> Iterator[QuicServer]:
 def probe(port: int, tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     out = tmp_path / f"quic-{port}.json"
     done = subprocess.run([sys.executable, "-m", "pqproxy", "probe", f"{HOST}:{port}", "--sni", "localhost",
-                           "--quic", "--timeout", "1", "--json", str(out), "-q", *extra],
+                           "--quic", "--timeout", "2", "--json", str(out), "-q", *extra],
                           capture_output=True, text=True, timeout=300)
     assert "Traceback" not in done.stderr, done.stderr
     report = json.loads(out.read_text()) if out.exists() else {}
@@ -94,7 +96,8 @@ def test_every_quic_probe_gets_a_server_initial_from_aioquic(server: QuicServer,
 
 def test_a_first_initial_only_router_is_diagnosed(server: QuicServer, tmp_path: Path) -> None:
     with FirstInitialRouter((HOST, server.port), ("localhost",)) as router:
-        done, report = probe(router.port, tmp_path)
+        # One attempt (then the runner's probe-control-control-probe recheck): each silent probe costs 2 s.
+        done, report = probe(router.port, tmp_path, "--attempts", "1")
         assert done.returncode == 1, done.stdout + done.stderr
         (target,) = report["targets"]
         results = {r["spec"]["id"]: r for r in target["results"]}
@@ -109,7 +112,7 @@ def test_a_first_initial_only_router_is_diagnosed(server: QuicServer, tmp_path: 
         (diagnosis,) = target["diagnoses"]
         assert diagnosis["id"] == "quic-multi-initial"
         assert set(diagnosis["evidence"]) >= multi | {"quic/pq-one-initial"}
-        assert router.count("route:") >= 4 and router.count("drop:") >= len(multi)
+        assert router.count("route:") >= 2 and router.count("drop:") >= len(multi)
 
 
 def test_a_retry_is_followed(pki: dict[str, Path], tmp_path: Path) -> None:

@@ -146,14 +146,11 @@ def down(name: str = DEFAULT_NAME, directory: Path | None = None) -> list[str]:
         netns.kill_all(ns)
     for pid in netns.lab_processes(name):  # one that left its namespace, or outlived it
         os.kill(pid, signal.SIGKILL)
-    errors = []
-    for ns in removed:
-        done = netns._run(["ip", "netns", "del", ns], check=False)
-        if done.returncode != 0:
-            errors.append(f"{ns}: {done.stderr.strip()}")
     shutil.rmtree(state_dir(name, directory), ignore_errors=True)
-    if errors:
-        raise LabError(f"could not delete namespaces: {'; '.join(errors)}")
+    try:
+        netns.delete_all(removed)
+    except netns.NetnsError as exc:
+        raise LabError(str(exc)) from None
     return removed
 
 

@@ -144,14 +144,9 @@ class Lab:
         self.procs.clear()
         for name in self.namespaces:
             kill_all(name)
-        errors = []
-        for name in reversed(self.namespaces):
-            done = _run(["ip", "netns", "del", name], check=False)
-            if done.returncode != 0:
-                errors.append(f"{name}: {done.stderr.strip()}")
+        names = list(reversed(self.namespaces))
         self.namespaces.clear()
-        if errors:
-            raise NetnsError(f"could not delete namespaces: {errors}")
+        delete_all(names)
 
     def existing(self) -> list[str]:
         """Our namespaces that still exist (for teardown checks)."""
@@ -178,6 +173,17 @@ def lab_processes(prefix: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def delete_all(names: Sequence[str]) -> None:
+    """``ip netns del`` each namespace (after its processes are gone); NetnsError naming those that failed."""
+    errors = []
+    for name in names:
+        done = _run(["ip", "netns", "del", name], check=False)
+        if done.returncode != 0:
+            errors.append(f"{name}: {done.stderr.strip()}")
+    if errors:
+        raise NetnsError(f"could not delete namespaces: {'; '.join(errors)}")
 
 
 def pids_in(ns: str) -> list[int]:

@@ -125,7 +125,7 @@ key = "{pki['default']['server_key']}"
     services.append(Service("nginx", "middlebox", argv, (f"{MIDDLEBOX}:{NGINX}",), needs=("nginx",),
                             check=[*argv, "-t"]))
 
-    services.append(_squid(workdir, pki["good"], ns.client.rsplit("-", 1)[0]))
+    services.append(_squid(workdir, pki["good"], ns.prefix))
 
     spec = workdir / "emulators.json"
     spec.write_text(json.dumps([

@@ -60,6 +60,11 @@ class Namespaces:
     def named(cls, prefix: str) -> Namespaces:
         return cls(*(f"{prefix}-{role}" for role in ROLES))
 
+    @property
+    def prefix(self) -> str:
+        """The lab's name (the namespaces are ``<prefix>-<role>``)."""
+        return self.client.removesuffix("-client")
+
     def all(self) -> tuple[str, ...]:
         return (self.client, self.router1, self.router2, self.middlebox, self.server)
 

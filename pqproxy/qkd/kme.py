@@ -22,6 +22,7 @@ reads the link, ``POST /eavesdropper {"fraction": F}`` switches intercept-resend
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import logging
@@ -168,8 +169,6 @@ class KeyStore:
 
 
 def _b64(material: bytearray) -> str:
-    import base64
-
     return base64.b64encode(material).decode("ascii")
 
 
