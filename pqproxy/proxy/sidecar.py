@@ -10,7 +10,6 @@ stops accepting, lets connections finish for ``drain_timeout`` seconds, then can
 from __future__ import annotations
 
 import errno
-import ipaddress
 import json
 import logging
 import socket
@@ -25,6 +24,8 @@ from ..tls.server import TLSServer
 from .config import ClientRuntime, ListenerRuntime, ServerRuntime
 from .qkd import QKDRefused
 from .tlsstream import TLSError, TLSStream, half_close
+from .transport import TCPTransport, accept, listening_socket
+from .transport import connect as connect_tcp
 
 log = logging.getLogger("pqproxy")
 PUMP_CHUNK = 256 * 1024
@@ -56,9 +57,9 @@ class NullMetrics:
 
 
 class PlainStream:
-    """A trio SocketStream with the same face as TLSStream."""
+    """A TCP connection with the same face as TLSStream."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: TCPTransport) -> None:
         self.stream = stream
 
     async def receive_some(self) -> bytes:
@@ -135,17 +136,15 @@ class ConnectionRecord:
 _QUANTUM_SAFE = {"X25519MLKEM768", "SecP256r1MLKEM768", "SecP384r1MLKEM1024", "MLKEM512", "MLKEM768", "MLKEM1024"}
 
 
-def _peer(stream: trio.SocketStream) -> str:
-    try:
-        host, port = stream.socket.getpeername()[:2]
-        return f"{host}:{port}"
-    except OSError:
-        return "?"
+def _peer(stream: TCPTransport) -> str:
+    return "{}:{}".format(*stream.peer) if stream.peer else "?"
 
 
 async def _close_quietly(*streams: Any) -> None:
     for s in streams:
-        if s is not None:
+        if isinstance(s, TCPTransport):
+            s.close()  # no await: nothing to wait for, and so nothing a cancellation could interrupt
+        elif s is not None:
             with trio.CancelScope(shield=True):
                 try:
                     await s.aclose()
@@ -157,7 +156,7 @@ REFUSED_DRAIN_BYTES = 64 * 1024  # what we read and drop from an application we 
 REFUSED_DRAIN_SECONDS = 1.0
 
 
-async def _close_refused(stream: trio.SocketStream) -> None:
+async def _close_refused(stream: TCPTransport) -> None:
     """End a connection we refuse before reading from it: FIN first, then read and drop what the application
     had sent (bounded), so that closing does not turn into a reset."""
     await half_close(stream)
@@ -252,41 +251,6 @@ def _upstream_error_kind(exc: BaseException) -> str:
     return "connect_error"
 
 
-async def connect_tcp(host: str, port: int) -> trio.SocketStream:
-    """A TCP connection to host:port. An IP address (the usual upstream: a sidecar's service is on loopback)
-    is connected directly: ``trio.open_tcp_stream``'s resolver and happy-eyeballs nursery cost about 5% of a
-    worker's CPU per connection, for nothing to choose between. A name goes through it."""
-    try:
-        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-    except ValueError:
-        return await trio.open_tcp_stream(host, port)
-    sock = trio.socket.socket(family, socket.SOCK_STREAM)
-    try:
-        await sock.connect((host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return trio.SocketStream(sock)  # sets TCP_NODELAY, as open_tcp_stream's streams have
-
-
-async def open_reuseport_listener(host: str, port: int) -> trio.SocketListener:
-    """A listening socket that several worker processes can share (SO_REUSEPORT): the kernel spreads
-    new connections across them."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = trio.socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        await sock.bind((host, port))
-        sock.listen(LISTEN_BACKLOG)
-    except OSError:
-        sock.close()
-        raise
-    return trio.SocketListener(sock)
-
-
 class Proxy:
     """One worker's proxy. ``runtime`` may be replaced at any time (reload)."""
 
@@ -325,12 +289,12 @@ class Proxy:
         listeners = []
         try:
             for index, (host, port) in addresses:
-                listeners.append((index, await open_reuseport_listener(host, port)))
+                listeners.append((index, listening_socket(host, port, LISTEN_BACKLOG)))
         except OSError:
             for _, listener in listeners:
-                await listener.aclose()
+                listener.close()
             raise
-        self.bound = [listener.socket.getsockname()[:2] for _, listener in listeners]
+        self.bound = [listener.getsockname()[:2] for _, listener in listeners]
         for address in self.bound:
             log.info(json.dumps({"event": "listening", "address": "{}:{}".format(*address)}))
         async with trio.open_nursery() as connections:
@@ -345,7 +309,8 @@ class Proxy:
                         acceptors.start_soon(edge.poll_link)
                     task_status.started(self.bound)
             for _, listener in listeners:
-                await listener.aclose()
+                trio.lowlevel.notify_closing(listener)
+                listener.close()
         for edge in self._qkd.values():
             await edge.aclose()
             # Accepting has stopped (drain): the connections nursery waits for the live ones.
@@ -372,10 +337,11 @@ class Proxy:
         if self._connections is not None and self._connections.cancel_scope.cancel_called and record.result == "ok":
             record.result = "drain_timeout"
 
-    async def _accept_loop(self, listener: trio.SocketListener, index: int, connections: trio.Nursery) -> None:
+    async def _accept_loop(self, listener: socket.socket, index: int, connections: trio.Nursery) -> None:
+        accepted = 0
         while True:
             try:
-                stream = await listener.accept()
+                stream = await accept(listener)
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     log.warning(json.dumps({"event": "accept_error", "error": exc.strerror}))
@@ -389,8 +355,11 @@ class Proxy:
                 continue
             self.active += 1
             connections.start_soon(self._run_connection, stream, index)
+            accepted += 1
+            if accepted % 16 == 0:  # a backlog that never empties must not keep the connections from running
+                await trio.lowlevel.checkpoint()
 
-    async def _run_connection(self, stream: trio.SocketStream, index: int) -> None:
+    async def _run_connection(self, stream: TCPTransport, index: int) -> None:
         try:
             runtime = self.runtime  # this connection keeps this runtime even if a reload swaps it
             if isinstance(runtime, ServerRuntime):
@@ -406,13 +375,13 @@ class Proxy:
 
     # --- server mode ------------------------------------------------------------------------------
 
-    async def handle_server_connection(self, client: trio.SocketStream, listener: ListenerRuntime,
+    async def handle_server_connection(self, client: TCPTransport, listener: ListenerRuntime,
                                        runtime: ServerRuntime) -> None:
         limits = runtime.limits
         record = ConnectionRecord("server", listener.name, _peer(client), self.worker)
         metrics = self.metrics
         metrics.connection_opened(listener.name)
-        upstream: trio.SocketStream | None = None
+        upstream: TCPTransport | None = None
         tls: Any = None
         started = time.monotonic()
         try:
@@ -462,7 +431,7 @@ class Proxy:
             self._note_drain_cut(record)
             record.emit()
 
-    async def _server_handshake(self, client: trio.SocketStream, listener: ListenerRuntime, qkd: Any,
+    async def _server_handshake(self, client: TCPTransport, listener: ListenerRuntime, qkd: Any,
                                 record: ConnectionRecord) -> Any:
         initial = b""
         if listener.legacy_context is not None or qkd is not None:
@@ -494,7 +463,7 @@ class Proxy:
             record.note_qkd(qkd.after_handshake(outcome, tls.info.psk if tls.info else None))
         return tls
 
-    async def _peek_client_hello(self, client: trio.SocketStream, *, whole: bool) -> bytes:
+    async def _peek_client_hello(self, client: TCPTransport, *, whole: bool) -> bytes:
         """Read the start of the stream before the engine sees it: until the TLS 1.2-or-1.3 verdict can be
         given (legacy mode), or until the whole ClientHello is there (QKD: its PSK identity picks the key);
         at most PEEK_LIMIT bytes, and never past a first byte that is not a handshake record."""
@@ -540,12 +509,12 @@ class Proxy:
 
     # --- client mode ------------------------------------------------------------------------------
 
-    async def handle_client_connection(self, app: trio.SocketStream, runtime: ClientRuntime) -> None:
+    async def handle_client_connection(self, app: TCPTransport, runtime: ClientRuntime) -> None:
         limits = runtime.limits
         record = ConnectionRecord("client", "{}:{}".format(*runtime.address), _peer(app), self.worker)
         metrics = self.metrics
         metrics.connection_opened(record.listener)
-        remote: trio.SocketStream | None = None
+        remote: TCPTransport | None = None
         started = time.monotonic()
         try:
             config, outcome = runtime.tls, None
@@ -617,7 +586,7 @@ _REFUSAL_LABELS = {
 }
 
 
-def _address_of(stream: trio.SocketStream, peer: bool) -> tuple[str, int]:
+def _address_of(stream: TCPTransport, peer: bool) -> tuple[str, int]:
     try:
         address = stream.socket.getpeername() if peer else stream.socket.getsockname()
         return str(address[0]), int(address[1])
