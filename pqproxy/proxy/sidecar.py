@@ -130,7 +130,7 @@ class ConnectionRecord:
     def emit(self) -> None:
         record = {k: v for k, v in self.__dict__.items() if v is not None and k != "started"}
         record["duration_ms"] = round((time.monotonic() - self.started) * 1000, 3)
-        log.info(json.dumps(record, sort_keys=True))
+        log.info(json.dumps(record))  # in field order: mode, listener, peer, ... as the dataclass lists them
 
 
 _QUANTUM_SAFE = {"X25519MLKEM768", "SecP256r1MLKEM768", "SecP384r1MLKEM1024", "MLKEM512", "MLKEM768", "MLKEM1024"}
@@ -223,8 +223,9 @@ async def splice(client_side: ByteStream, upstream_side: ByteStream, record: Con
     try:
         with scope:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(pump, client_side, upstream_side, up, touch, failures, nursery.cancel_scope)
+                # The connection's own task carries one direction; only the other needs a task of its own.
                 nursery.start_soon(pump, upstream_side, client_side, down, touch, failures, nursery.cancel_scope)
+                await pump(client_side, upstream_side, up, touch, failures, nursery.cancel_scope)
     finally:
         flush("upstream")
         flush("downstream")

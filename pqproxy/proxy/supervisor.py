@@ -76,6 +76,13 @@ class ConfigSource:
 
 def setup_logging(level: str) -> None:
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper()), format="%(message)s", force=True)
+    # Our lines are "%(message)s" (JSON made by the caller): the caller's file and line, thread and process
+    # names that logging would otherwise look up for every record are never printed (logging's HOWTO,
+    # "Optimization").
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def raise_fd_limit() -> None:
