@@ -193,9 +193,10 @@ def _pss(hash_algorithm: hashes.HashAlgorithm) -> padding.PSS:
     return padding.PSS(mgf=padding.MGF1(hash_algorithm), salt_length=hash_algorithm.digest_size)
 
 
-def sign(private_key: PrivateKey, scheme: int, data: bytes) -> bytes:
-    """Sign ``data`` with ``scheme``. A scheme the key cannot use is our own bug: internal_error."""
-    if scheme not in signature_schemes_for_key(private_key):
+def sign(private_key: PrivateKey, scheme: int, data: bytes, schemes: tuple[int, ...] | None = None) -> bytes:
+    """Sign ``data`` with ``scheme``. A scheme the key cannot use is our own bug: internal_error.
+    ``schemes``: the key's signature_schemes_for_key, when the caller has them already."""
+    if scheme not in (schemes if schemes is not None else signature_schemes_for_key(private_key)):
         raise TLSAlert(
             AlertDescription.internal_error,
             f"signature scheme {_scheme_name(scheme)} does not fit our {_key_name(private_key.public_key())} key",
@@ -287,14 +288,27 @@ class CertificateChain:
     certificates: list[x509.Certificate]
     der: list[bytes] = field(repr=False)
     private_key: PrivateKey = field(repr=False)
+    # Worked out once, not per handshake: what the key signs with, and the encoded Certificate message.
+    signature_schemes: tuple[int, ...] = field(init=False, repr=False)
+    certificate_message: bytes | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.signature_schemes = signature_schemes_for_key(self.private_key)
 
     @property
     def leaf(self) -> x509.Certificate:
         return self.certificates[0]
 
-    @property
-    def signature_schemes(self) -> tuple[int, ...]:
-        return signature_schemes_for_key(self.private_key)
+    def choose_signature_scheme(self, peer_schemes: Sequence[int]) -> int | None:
+        """The first scheme of ours that the peer offered, or None (handshake_failure)."""
+        offered = set(peer_schemes)
+        for scheme in self.signature_schemes:
+            if scheme in offered:
+                return scheme
+        return None
+
+    def sign(self, scheme: int, data: bytes) -> bytes:
+        return sign(self.private_key, scheme, data, self.signature_schemes)
 
     @classmethod
     def load(cls, cert_path: str | Path, key_path: str | Path) -> CertificateChain:

@@ -79,11 +79,20 @@ def hkdf_expand_label(hash_name: str, secret: bytes, label: bytes, context: byte
     ``cryptography`` HKDFExpand object for each of the ~17 derivations a handshake makes. Longer outputs (never
     used by TLS 1.3) go to ``cryptography``'s HKDFExpand. tests/test_key_schedule.py checks both agree.
     """
-    full_label = b"tls13 " + label
-    info = length.to_bytes(2, "big") + bytes((len(full_label),)) + full_label + bytes((len(context),)) + context
+    prefix = _LABEL_PREFIX.get((label, length))
+    if prefix is None:
+        full_label = b"tls13 " + label
+        prefix = length.to_bytes(2, "big") + bytes((len(full_label),)) + full_label
+        if len(_LABEL_PREFIX) < 64:  # the RFC's labels, a handful of lengths: bounded all the same
+            _LABEL_PREFIX[(label, length)] = prefix
+    info = prefix + bytes((len(context),)) + context
     if length <= _DIGEST_LEN[hash_name]:
         return hmac.digest(secret, info + b"\x01", hash_name)[:length]
     return HKDFExpand(_HASHES[hash_name], length, info).derive(secret)
+
+
+# HkdfLabel's length and label fields, which depend only on the call site (RFC 8446 §7.1).
+_LABEL_PREFIX: dict[tuple[bytes, int], bytes] = {}
 
 
 def hmac_digest(hash_name: str, key: bytes, data: bytes) -> bytes:
@@ -94,17 +103,37 @@ def secrets_equal(a: bytes, b: bytes) -> bool:
     return constant_time.bytes_eq(a, b)
 
 
+def _without_psk(hash_name: str) -> tuple[bytes, bytes]:
+    """Without a PSK the Early Secret and Derive-Secret(Early Secret, "derived", "") are constants (§7.1)."""
+    zeros = bytes(_DIGEST_LEN[hash_name])
+    early = hkdf_extract(hash_name, zeros, zeros)
+    return early, hkdf_expand_label(hash_name, early, b"derived", _EMPTY_HASH[hash_name], len(zeros))
+
+
+_WITHOUT_PSK = {name: _without_psk(name) for name in _DIGEST_LEN}
+
+
 class KeySchedule:
     """One handshake's walk down the RFC 8446 §7.1 diagram: early, handshake, then master secret."""
 
-    __slots__ = ("_secret", "hash_len", "hash_name", "stage")
+    __slots__ = ("_no_psk", "_secret", "hash_len", "hash_name", "stage")
 
     def __init__(self, hash_name: str, psk: bytes | None = None) -> None:
         self.hash_name = hash_name
         self.hash_len = 32 if hash_name == "sha256" else 48
-        zeros = bytes(self.hash_len)
-        self._secret = hkdf_extract(hash_name, zeros, psk if psk is not None else zeros)
+        self._no_psk = psk is None
+        if psk is None:
+            self._secret = _WITHOUT_PSK[hash_name][0]
+        else:
+            self._secret = hkdf_extract(hash_name, bytes(self.hash_len), psk)
         self.stage = "early"
+
+    def _advance(self, ikm: bytes | None) -> None:
+        if self._no_psk and self.stage == "early":
+            derived = _WITHOUT_PSK[self.hash_name][1]
+        else:
+            derived = self.derive_secret(b"derived", _EMPTY_HASH[self.hash_name])
+        self._secret = hkdf_extract(self.hash_name, derived, ikm if ikm is not None else bytes(self.hash_len))
 
     @property
     def secret(self) -> bytes:
@@ -112,10 +141,6 @@ class KeySchedule:
 
     def derive_secret(self, label: bytes, transcript_hash: bytes) -> bytes:
         return hkdf_expand_label(self.hash_name, self._secret, label, transcript_hash, self.hash_len)
-
-    def _advance(self, ikm: bytes | None) -> None:
-        derived = self.derive_secret(b"derived", _EMPTY_HASH[self.hash_name])
-        self._secret = hkdf_extract(self.hash_name, derived, ikm if ikm is not None else bytes(self.hash_len))
 
     def binder_key(self, imported: bool = False, resumption: bool = False) -> bytes:
         # RFC 8446 §7.1 "ext binder"/"res binder"; RFC 9258 §5 "imp binder" for imported identities.

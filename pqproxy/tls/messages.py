@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .alerts import decode_error
+from .alerts import TLSAlert, decode_error
 from .codepoints import HELLO_RETRY_REQUEST_RANDOM, TLS12, HandshakeType
 from .wire import Reader, u16, vec8, vec16, vec24
 
@@ -34,7 +34,11 @@ def decode_extensions(r: Reader, what: str) -> list[Extension]:
     out: list[Extension] = []
     while not block.at_end():
         ext_type = block.uint16("extension type")
-        out.append(Extension(ext_type, block.vector16(f"extension 0x{ext_type:04x}")))
+        try:
+            data = block.vector16("extension")
+        except TLSAlert as exc:  # the message names the extension only when there is one to write
+            raise decode_error(str(exc.reason).replace("extension", f"extension 0x{ext_type:04x}", 1)) from None
+        out.append(Extension(ext_type, data))
     return out
 
 

@@ -407,7 +407,7 @@ class ServerHandshake:
             raise TLSAlert(AlertDescription.internal_error, "no certificate configured")
         if not facts.signature_schemes:
             raise TLSAlert(AlertDescription.missing_extension, "no signature_algorithms")
-        scheme = certificates.choose_signature_scheme(chain.private_key, facts.signature_schemes)
+        scheme = chain.choose_signature_scheme(facts.signature_schemes)
         if scheme is None:
             raise TLSAlert(AlertDescription.handshake_failure, "no signature scheme in common with our certificate")
         self.chain, self.signature_scheme = chain, scheme
@@ -478,14 +478,15 @@ class ServerHandshake:
         self._send(request.encode())
 
     def send_server_certificate(self) -> None:
-        self._send(Certificate(b"", [CertificateEntry(der) for der in self.chain.der]).encode())
+        chain = self.chain
+        if chain.certificate_message is None:  # the same bytes for every handshake with this chain
+            chain.certificate_message = Certificate(b"", [CertificateEntry(der) for der in chain.der]).encode()
+        self._send(chain.certificate_message)
 
     def send_server_certificate_verify(self) -> None:
         assert self.signature_scheme is not None
-        signature = certificates.sign(
-            self.chain.private_key, self.signature_scheme,
-            certificates.certificate_verify_input(True, self.transcript.digest()),
-        )
+        signature = self.chain.sign(
+            self.signature_scheme, certificates.certificate_verify_input(True, self.transcript.digest()))
         self._send(CertificateVerify(self.signature_scheme, signature).encode())
 
     def send_server_finished(self) -> None:

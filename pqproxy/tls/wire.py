@@ -6,6 +6,7 @@ hostile input. Readers work on a ``memoryview`` so that slicing a vector never c
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 
 from .alerts import decode_error
@@ -115,8 +116,7 @@ class Reader:
         n = self.uint16(what)
         if n & 1 or n < min_len:
             raise decode_error(f"bad {what} length {n}")
-        raw = self.view(n, what)
-        return [(raw[i] << 8) | raw[i + 1] for i in range(0, n, 2)]
+        return list(struct.unpack(f">{n >> 1}H", self.view(n, what)))
 
 
 def u8(v: int) -> bytes:
