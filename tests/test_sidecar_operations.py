@@ -473,6 +473,35 @@ def test_upstream_down_node_client_sees_no_error(pki: dict[str, Path]) -> None:
         server.wait_for(lambda r: r.get("result") == "upstream_error")
 
 
+def test_upstream_that_never_answers_the_syn_is_a_connect_timeout_and_a_clean_close(pki: dict[str, Path]) -> None:
+    # A listener whose accept queue is full: Linux drops the SYNs of further connects, which then hang.
+    with socket.socket() as full:
+        full.bind((HOST, 0))
+        full.listen(0)
+        fillers = [socket.socket() for _ in range(3)]
+        for f in fillers:
+            f.setblocking(False)
+            f.connect_ex(full.getsockname())
+        try:
+            upstream = "{}:{}".format(*full.getsockname())
+            with running("server", server_args(pki, upstream, "--connect-timeout", "0.5",
+                                               "--drain-timeout", "1")) as server:
+                with EngineClient(server.port, engine_config(pki)) as c:
+                    assert c.handshake() is not None
+                    c.send(b"hello")
+                    began = time.monotonic()
+                    c.read_to_end(timeout=5)
+                    waited = time.monotonic() - began
+                    assert c.peer_closed and c.eof and not c.reset, c.events
+                assert 0.3 <= waited <= 3.0, waited
+                record = server.wait_for(is_connection)
+                assert record["result"] == "upstream_error" and record["error"].startswith("connect_timeout")
+                assert server.wait_metric("pqproxy_upstream_errors_total", 1, kind="connect_timeout") == 1
+        finally:
+            for f in fillers:
+                f.close()
+
+
 # --- 8. idle timeout ----------------------------------------------------------------------------------------
 
 

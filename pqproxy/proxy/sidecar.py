@@ -193,11 +193,15 @@ async def pump(source: ByteStream, sink: ByteStream, count: Any, touch: Any, fai
 async def splice(client_side: ByteStream, upstream_side: ByteStream, record: ConnectionRecord,
                  metrics: MetricsSink, idle_timeout: float) -> None:
     """Both directions at once until both have seen EOF, or nothing moved for ``idle_timeout``."""
-    scope = trio.CancelScope(deadline=trio.current_time() + idle_timeout)
     failures: list[str] = []
+    # Moving a deadline costs trio a heap push: it moves only when that gains more than ``slack``, so the
+    # connection is cut between idle_timeout and idle_timeout + slack after the last byte, never before.
+    slack = idle_timeout / 16
 
     def touch() -> None:
-        scope.deadline = trio.current_time() + idle_timeout
+        deadline = trio.current_time() + idle_timeout
+        if deadline - scope.deadline > 0:
+            scope.deadline = deadline + slack
 
     # Bytes reach the counter in batches: a prometheus_client increment in multi-process mode checks the pid
     # and writes an mmap each time, which was 9% of a worker's CPU in bulk transfers when done per chunk.
@@ -221,11 +225,12 @@ async def splice(client_side: ByteStream, upstream_side: ByteStream, record: Con
             flush("downstream")
 
     try:
-        with scope:
-            async with trio.open_nursery() as nursery:
-                # The connection's own task carries one direction; only the other needs a task of its own.
-                nursery.start_soon(pump, upstream_side, client_side, down, touch, failures, nursery.cancel_scope)
-                await pump(client_side, upstream_side, up, touch, failures, nursery.cancel_scope)
+        async with trio.open_nursery() as nursery:
+            scope = nursery.cancel_scope  # the idle deadline, and what a failing pump cancels
+            scope.deadline = trio.current_time() + idle_timeout + slack
+            # The connection's own task carries one direction; only the other needs a task of its own.
+            nursery.start_soon(pump, upstream_side, client_side, down, touch, failures, scope)
+            await pump(client_side, upstream_side, up, touch, failures, scope)
     finally:
         flush("upstream")
         flush("downstream")
@@ -385,30 +390,41 @@ class Proxy:
         upstream: TCPTransport | None = None
         tls: Any = None
         started = time.monotonic()
+        # One cancel scope bounds the handshake and then the upstream connect (a scope each cost ~1% of a
+        # worker's CPU per connection); ``connecting`` says which of the two ran out of time.
+        deadline = trio.CancelScope(deadline=trio.current_time() + limits.handshake_timeout)
+        connecting = False
         try:
-            with trio.fail_after(limits.handshake_timeout):
+            with deadline:
                 tls = await self._server_handshake(client, listener, self.qkd_edge(runtime.settings.qkd), record)
-            record.fill_from_handshake(tls, started)
-            if getattr(tls, "legacy", False):
-                record.version, record.quantum_safe = "TLSv1.2", False
-            metrics.handshake("legacy_tls12" if record.version == "TLSv1.2" else "ok", record.group,
-                              time.monotonic() - started, record.client_hello_size, bool(record.quantum_safe))
-            target = listener.upstream_for(record.sni)
-            if target is None:
-                record.result, record.refusal = "no_route", "no_route"
-                metrics.refusal("no_route")
+                record.fill_from_handshake(tls, started)
+                if getattr(tls, "legacy", False):
+                    record.version, record.quantum_safe = "TLSv1.2", False
+                metrics.handshake("legacy_tls12" if record.version == "TLSv1.2" else "ok", record.group,
+                                  time.monotonic() - started, record.client_hello_size, bool(record.quantum_safe))
+                target = listener.upstream_for(record.sni)
+                if target is None:
+                    record.result, record.refusal = "no_route", "no_route"
+                    metrics.refusal("no_route")
+                    await tls.send_eof()
+                    return
+                record.upstream = "{}:{}".format(*target)
+                deadline.deadline = trio.current_time() + limits.connect_timeout
+                connecting = True
+                try:
+                    upstream = await connect_tcp(*target)
+                except OSError as exc:
+                    self._upstream_failed(record, exc)
+                    await tls.send_eof()  # a clean close_notify: the client sees EOF, not a reset
+                    return
+                connecting = False
+            if deadline.cancelled_caught:
+                if not connecting:
+                    raise trio.TooSlowError
+                self._upstream_failed(record, trio.TooSlowError())
                 await tls.send_eof()
                 return
-            record.upstream = "{}:{}".format(*target)
-            try:
-                with trio.fail_after(limits.connect_timeout):
-                    upstream = await connect_tcp(*target)
-            except (OSError, trio.TooSlowError) as exc:
-                kind = _upstream_error_kind(exc)
-                record.result, record.error = "upstream_error", f"{kind}: {exc}"
-                metrics.upstream_error(kind)
-                await tls.send_eof()  # a clean close_notify: the client sees EOF, not a reset
-                return
+            assert upstream is not None
             if listener.proxy_protocol:
                 from .proxy_protocol import encode_v2, tls_tlvs
 
@@ -489,6 +505,11 @@ class Proxy:
             initial += data
         return initial
 
+    def _upstream_failed(self, record: ConnectionRecord, exc: BaseException) -> None:
+        kind = _upstream_error_kind(exc)
+        record.result, record.error = "upstream_error", f"{kind}: {exc}"
+        self.metrics.upstream_error(kind)
+
     def _record_tls_failure(self, record: ConnectionRecord, exc: TLSError, started: float) -> None:
         metrics = self.metrics
         record.alert, record.error = exc.alert, str(exc)
@@ -532,9 +553,7 @@ class Proxy:
                 with trio.fail_after(limits.connect_timeout):
                     remote = await connect_tcp(*runtime.target)
             except (OSError, trio.TooSlowError) as exc:
-                kind = _upstream_error_kind(exc)
-                record.result, record.error = "upstream_error", f"{kind}: {exc}"
-                metrics.upstream_error(kind)
+                self._upstream_failed(record, exc)
                 return
             record.upstream = "{}:{}".format(*runtime.target)
             tls = TLSStream(remote, TLSClient(config))
