@@ -3,7 +3,7 @@
 // Usage: node node_load.js '{"mode": "handshakes"|"bulk"|"idle", "port": P, "ca": F, "groups": "...", ...}'
 //   handshakes: n connections, `concurrency` at a time; each handshakes, sends 1 byte, waits for its echo, ends.
 //   bulk: one connection sends `bytes` and reads them back (the upstream echoes).
-//   idle: n connections handshake and stay open until stdin closes.
+//   idle: n connections handshake and stay open until stdin closes; `held` counts those still open 1 s later.
 'use strict';
 const fs = require('fs');
 const tls = require('tls');
@@ -77,11 +77,19 @@ async function bulk() {
 async function idle() {
   const sockets = [];
   let errors = 0;
+  let closed = 0;  // by the server after the handshake (e.g. its upstream connect failed): not held
   for (let i = 0; i < cfg.n; i += 100) {
     const batch = await Promise.allSettled(Array.from({ length: Math.min(100, cfg.n - i) }, connect));
-    for (const r of batch) { if (r.status === 'fulfilled') sockets.push(r.value.socket); else errors++; }
+    for (const r of batch) {
+      if (r.status !== 'fulfilled') { errors++; continue; }
+      const s = r.value.socket;
+      s.on('error', () => {});
+      s.once('close', () => { closed++; });
+      sockets.push(s);
+    }
   }
-  console.log(JSON.stringify({ held: sockets.length, errors }));
+  await new Promise((r) => setTimeout(r, 1000));  // a server that drops connections has done so by now
+  console.log(JSON.stringify({ held: sockets.length - closed, closed, errors }));
   process.stdin.resume();
   await new Promise((r) => process.stdin.on('end', r));
   for (const s of sockets) s.destroy();

@@ -5,7 +5,8 @@
 2. pqproxy server against the Node.js 26 sidecar (``sidecars.py``), side by side: server CPU per handshake
    (hybrid and classical), latency p50/p99 at fixed concurrency, bulk throughput and CPU per GiB, RSS per
    idle connection, connections held.
-3. The ``default`` probe suite against one healthy target (``pqproxy server`` on loopback), timed.
+3. Inside the sidecar (``inside.py``): a hybrid connection's CPU split into the engine's and the I/O edge's.
+4. The ``default`` probe suite against one healthy target (``pqproxy server`` on loopback), timed.
 
 Writes ``benchmarks/results/bench.json`` and prints the table that ``benchmarks/README.md`` shows, with the
 ratios the targets of issue 8 are stated in. Timings live here, never as asserts in tests.
@@ -55,6 +56,21 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
 
+def _x(a: float | None, b: float | None) -> str:
+    ratio = _ratio(a, b)
+    return f"{ratio} x" if ratio is not None else ""
+
+
+def inside_sidecar(n: int) -> dict[str, Any]:
+    """``benchmarks/inside.py`` in a process of its own (it wraps engine methods to time them)."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.inside", str(n)], capture_output=True, text=True,
+                          timeout=600, cwd=Path(__file__).resolve().parent.parent)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmarks.inside failed: {done.stderr[-800:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
     p, n, e = result["pqproxy"], result["node"], result["engine"]
     floor = e["crypto_floor_hybrid_server_us"]
@@ -65,6 +81,9 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "cpu_per_gib_vs_node": _ratio(p["bulk"]["server_cpu_s_per_gib"], n["bulk"]["server_cpu_s_per_gib"]),
         "idle_rss_kib_per_connection": p["idle"]["rss_kib_per_connection"],
         "idle_connections_held": p["idle"]["held"],
+        "idle_first_data_rss_kib_per_connection": p["idle_first_data"]["rss_kib_per_connection"],
+        "idle_first_data_connections_held": p["idle_first_data"]["held"],
+        "engine_share_inside_sidecar": _ratio(result["inside"]["engine_us"], result["inside"]["total_us"]),
         "probe_default_suite_s": result["probe_default_suite_s"],
     }
 
@@ -84,9 +103,15 @@ def table(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                  f"{_ratio(bulk_p['mib_s'], bulk_n['mib_s'])} x"))
     rows.append(("server CPU per GiB proxied", f"{bulk_p['server_cpu_s_per_gib']} s",
                  f"{bulk_n['server_cpu_s_per_gib']} s", f"{s['cpu_per_gib_vs_node']} x"))
-    rows.append(("RSS per idle established connection", f"{p['idle']['rss_kib_per_connection']} KiB",
-                 f"{n['idle']['rss_kib_per_connection']} KiB", ""))
-    rows.append(("idle connections held by one process", str(p["idle"]["held"]), str(n["idle"]["held"]), ""))
+    for key, label in (("idle", "upstream connected at handshake"), ("idle_first_data", "upstream on first data")):
+        rows.append((f"RSS per idle established connection, {label}", f"{p[key]['rss_kib_per_connection']} KiB",
+                     f"{n[key]['rss_kib_per_connection']} KiB", _x(p[key]["rss_kib_per_connection"],
+                                                                   n[key]["rss_kib_per_connection"])))
+        rows.append((f"idle connections held by one process, {label}", f"{p[key]['held']} of {p[key]['asked']}",
+                     f"{n[key]['held']} of {n[key]['asked']}", ""))
+    inside = result["inside"]
+    rows.append(("inside the sidecar, per hybrid connection: engine / I/O edge",
+                 f"{inside['engine_us']} / {inside['edge_us']} us", "", ""))
     engine_us = e["server_cpu_per_handshake_us"]["X25519MLKEM768"]
     rows.append(("engine alone: server CPU / hybrid handshake", f"{engine_us} us", "", ""))
     rows.append(("crypto floor of a hybrid server handshake", f"{e['crypto_floor_hybrid_server_us']} us", "",
@@ -99,10 +124,11 @@ def table(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 def main() -> int:
     quick = os.environ.get("BENCH_QUICK") == "1"
-    settings = (sidecars.Settings(handshakes=300, concurrency=8, bulk_mib=32, idle=500) if quick
+    settings = (sidecars.Settings(handshakes=300, concurrency=8, bulk_mib=32, idle=500, idle_first_data=500) if quick
                 else sidecars.Settings())
     result: dict[str, Any] = {"engine": engine.run(rounds=100 if quick else int(os.environ.get("BENCH_ROUNDS", "300")))}
     result.update(sidecars.run(settings))
+    result["inside"] = inside_sidecar(settings.handshakes)
     result["probe_default_suite_s"] = probe_suite_seconds()
     result["summary"] = summarize(result)
     node_version = subprocess.run([str(sidecars.NODE), "-p", "process.versions.node + ' / OpenSSL ' + "

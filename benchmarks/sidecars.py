@@ -10,7 +10,9 @@ For each sidecar, in turn (never both at once, so they do not share the two core
 - bulk: one connection sends ``bulk_mib`` and reads it back through an echoing upstream: MiB/s through the
   server (both directions) and server CPU per GiB proxied.
 - idle: ``idle`` connections handshake and stay open: the server's RSS growth per connection, and how many
-  it held (the most concurrent connections of the run).
+  it held a second later (the most concurrent connections of the run). Again with the upstream connected on
+  the client's first bytes (``--upstream-connect first-data``, and the same in the Node sidecar), where an
+  idle connection holds one descriptor instead of two: ``idle_first_data`` of them.
 
 Both servers run one process for connections (``pqproxy server --workers 1``; node is single-threaded).
 The upstream is a Node echo server, so the harness's Python does not compete for the cores.
@@ -48,6 +50,9 @@ class Settings:
     concurrency: int = 16
     bulk_mib: int = 256
     idle: int = 9900  # two descriptors per proxied connection, and the hard RLIMIT_NOFILE here is 20000
+    # With the upstream connected on the client's first bytes (--upstream-connect first-data), an idle
+    # connection holds one descriptor: both servers hold this many so.
+    idle_first_data: int = 10000
 
 
 def _more_files() -> None:
@@ -140,13 +145,14 @@ def _echo_upstream(port: int) -> _Process:
     return _Process([str(NODE), "-e", script, str(port)], "ready")
 
 
-def _server(kind: str, port: int, upstream: int, pki: dict[str, Path]) -> _Process:
+def _server(kind: str, port: int, upstream: int, pki: dict[str, Path], connect: str = "handshake") -> _Process:
+    """``connect``: when the upstream is connected, "handshake" (once it is done) or "first-data"."""
     if kind == "node":
         return _Process([str(NODE), str(HERE / "node_sidecar.js"), str(port), str(upstream), str(pki["server"]),
-                         str(pki["server_key"]), SERVER_GROUPS], "ready")
+                         str(pki["server_key"]), SERVER_GROUPS, connect], "ready")
     argv = [sys.executable, "-m", "pqproxy", "server", "--listen", f"127.0.0.1:{port}", "--upstream",
             f"127.0.0.1:{upstream}", "--cert", str(pki["server"]), "--key", str(pki["server_key"]),
-            "--workers", "1", "--max-connections", "40000"]
+            "--workers", "1", "--max-connections", "40000", "--upstream-connect", connect]
     return _Process(argv, '"listening"', on_stderr=True)  # pqproxy logs JSON on stderr; this once a worker is up
 
 
@@ -177,6 +183,15 @@ def measure(kind: str, pki: dict[str, Path], settings: Settings) -> dict[str, An
         out["idle"] = _idle(server, base, settings.idle)
     finally:
         server.stop()
+    try:
+        server = _server(kind, port, upstream_port, pki, connect="first-data")
+        out["idle_first_data"] = _idle(server, base, settings.idle_first_data)
+        # ... and the connections still work: one round trip through the upstream at the end.
+        check = _load({**base, "mode": "handshakes", "n": 20, "concurrency": 4, "groups": "X25519MLKEM768"})
+        if check["errors"] or check["n"] != 20:
+            raise RuntimeError(f"{kind} with first-data: {check}")
+    finally:
+        server.stop()
         upstream.stop()
     return out
 
@@ -199,8 +214,9 @@ def _idle(server: _Process, base: dict[str, Any], n: int) -> dict[str, Any]:
         if client.stdout is not None:
             client.stdout.close()
     per = (rss1 - rss0) / held["held"] if held["held"] else None
-    return {"held": held["held"], "errors": held["errors"], "rss_kib_per_connection":
-            round(per / 1024, 1) if per is not None else None, "rss_mib_total": round(rss1 / (1 << 20), 1)}
+    return {"asked": n, "held": held["held"], "closed_by_server": held["closed"], "errors": held["errors"],
+            "rss_kib_per_connection": round(per / 1024, 1) if per is not None else None,
+            "rss_mib_total": round(rss1 / (1 << 20), 1)}
 
 
 def run(settings: Settings | None = None) -> dict[str, Any]:

@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(repeat; *.example.com allowed)")
     server.add_argument("--proxy-protocol", action="store_true", default=None,
                         help="send a PROXY protocol v2 header (client address, TLS facts) to the upstream")
+    server.add_argument("--upstream-connect", choices=("handshake", "first-data"),
+                        help="connect the upstream once the handshake is done (default), or only when the client "
+                             "sends its first bytes (not for protocols where the server speaks first)")
     server.add_argument("--legacy-tls12", action="store_true", default=None,
                         help="serve TLS 1.2-only clients through OpenSSL (classical, logged as not quantum-safe) "
                              "instead of refusing them with protocol_version")

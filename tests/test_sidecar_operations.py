@@ -502,6 +502,46 @@ def test_upstream_that_never_answers_the_syn_is_a_connect_timeout_and_a_clean_cl
                 f.close()
 
 
+def test_upstream_connect_first_data_connects_only_when_the_client_speaks(pki: dict[str, Path]) -> None:
+    with backend() as echo, \
+            running("server", server_args(pki, echo.address, "--upstream-connect", "first-data",
+                                          "--drain-timeout", "1")) as server:
+        with EngineClient(server.port, engine_config(pki)) as c:
+            assert c.handshake() is not None
+            time.sleep(0.3)
+            assert echo.accepted == 0, "no upstream connection before the client's first bytes"
+            c.send(b"first words")
+            assert c.read_until(11) == b"first words"
+            assert echo.accepted == 1
+        record = server.wait_for(is_connection)
+        assert record["result"] == "ok" and record["bytes_up"] == 11 and record["bytes_down"] == 11
+        assert record["upstream"] == echo.address
+        # A client that handshakes and leaves without a word never costs the upstream a connection.
+        with EngineClient(server.port, engine_config(pki)) as c:
+            assert c.handshake() is not None
+            c.close_write()
+            c.read_to_end()
+            assert c.peer_closed and c.eof and not c.reset
+        record = server.wait_count(is_connection, 2)[-1]
+        assert record["result"] == "ok" and "upstream" not in record and record["bytes_up"] == 0
+        assert echo.accepted == 1
+
+
+def test_upstream_connect_first_data_silent_client_is_an_idle_timeout(pki: dict[str, Path]) -> None:
+    with backend() as echo, \
+            running("server", server_args(pki, echo.address, "--upstream-connect", "first-data",
+                                          "--idle-timeout", "0.5", "--drain-timeout", "1")) as server:
+        with EngineClient(server.port, engine_config(pki)) as c:
+            assert c.handshake() is not None
+            began = time.monotonic()
+            c.read_to_end(timeout=5)
+            assert c.peer_closed and c.eof and not c.reset
+            assert 0.4 <= time.monotonic() - began <= 2.5
+        record = server.wait_for(is_connection)
+        assert record["result"] == "idle_timeout" and "upstream" not in record
+        assert echo.accepted == 0
+
+
 # --- 8. idle timeout ----------------------------------------------------------------------------------------
 
 

@@ -146,6 +146,11 @@ class ListenerSettings(_Strict):
     allowed_names: tuple[str, ...] = ()
     proxy_protocol: bool = False
     legacy_tls12: bool = False
+    # When the upstream is connected: once the handshake is done (as ghostunnel and Envoy's default do), or
+    # only once the client sends its first bytes (as Envoy's delayed upstream connect can): a client that
+    # handshakes and says nothing then costs no upstream connection. Never for protocols where the server
+    # speaks first (SMTP, MySQL, SSH banners): they would wait forever.
+    upstream_connect: Literal["handshake", "first-data"] = "handshake"
     routes: tuple[Route, ...] = ()
 
     _listen = field_validator("listen")(lambda cls, v: _address(v))
@@ -335,6 +340,7 @@ class ListenerRuntime:
     routes: Mapping[str, tuple[str, int]]  # SNI (exact or *.suffix) -> upstream
     proxy_protocol: bool
     legacy_context: Any  # ssl.SSLContext for TLS 1.2 clients, or None to refuse them
+    connect_on_first_data: bool  # upstream_connect = "first-data"
     quantum_safe_groups_only: bool
 
     def upstream_for(self, sni: str | None) -> tuple[str, int] | None:
@@ -446,6 +452,7 @@ def build_server_runtime(settings: ServerSettings, ticket_keys: list[bytes] | No
             name=f"{host}:{port}", address=(host, port), tls=tls,
             upstream=parse_host_port(listener.upstream) if listener.upstream else None, routes=routes,
             proxy_protocol=listener.proxy_protocol, legacy_context=legacy,
+            connect_on_first_data=listener.upstream_connect == "first-data",
             quantum_safe_groups_only=listener.require_hybrid,
         ))
     return ServerRuntime(settings, tuple(built), settings.limits)

@@ -390,10 +390,12 @@ class Proxy:
         upstream: TCPTransport | None = None
         tls: Any = None
         started = time.monotonic()
-        # One cancel scope bounds the handshake and then the upstream connect (a scope each cost ~1% of a
-        # worker's CPU per connection); ``connecting`` says which of the two ran out of time.
+        # One cancel scope bounds the handshake, the wait for the client's first bytes (upstream_connect =
+        # "first-data") and the upstream connect (a scope each cost ~1% of a worker's CPU per connection);
+        # ``phase`` says which ran out of time.
         deadline = trio.CancelScope(deadline=trio.current_time() + limits.handshake_timeout)
-        connecting = False
+        phase = "handshake"
+        first = b""
         try:
             with deadline:
                 tls = await self._server_handshake(client, listener, self.qkd_edge(runtime.settings.qkd), record)
@@ -409,19 +411,30 @@ class Proxy:
                     await tls.send_eof()
                     return
                 record.upstream = "{}:{}".format(*target)
+                if listener.connect_on_first_data:
+                    phase = "first-data"
+                    deadline.deadline = trio.current_time() + limits.idle_timeout
+                    first = await tls.receive_some()
+                    if not first:  # the client left without a word: it never needed an upstream
+                        record.upstream = None
+                        await tls.send_eof()
+                        return
+                phase = "connect"
                 deadline.deadline = trio.current_time() + limits.connect_timeout
-                connecting = True
                 try:
                     upstream = await connect_tcp(*target)
                 except OSError as exc:
                     self._upstream_failed(record, exc)
                     await tls.send_eof()  # a clean close_notify: the client sees EOF, not a reset
                     return
-                connecting = False
+                phase = "proxy"
             if deadline.cancelled_caught:
-                if not connecting:
+                if phase == "handshake":
                     raise trio.TooSlowError
-                self._upstream_failed(record, trio.TooSlowError())
+                if phase == "first-data":
+                    record.result, record.upstream = "idle_timeout", None
+                else:
+                    self._upstream_failed(record, trio.TooSlowError())
                 await tls.send_eof()
                 return
             assert upstream is not None
@@ -433,6 +446,10 @@ class Proxy:
                                             record.sni, record.alpn, record.client_certificate is not None,
                                             _cn(tls)))
                 await upstream.send_all(header)
+            if first:
+                record.bytes_up += len(first)
+                metrics.bytes_proxied("upstream", len(first))
+                await upstream.send_all(first)
             await splice(tls, PlainStream(upstream), record, metrics, limits.idle_timeout)
         except TLSError as exc:
             self._record_tls_failure(record, exc, started)

@@ -1,0 +1,102 @@
+"""Where a sidecar connection's CPU goes: the engine's share, measured inside a running sidecar.
+
+The sidecar (``Proxy``, as a worker runs it, multi-process metrics and the JSON log line included) runs in
+this process; the Node echo upstream and the Node load generator (``node_load.js``, as in ``sidecars.py``)
+run outside it. Every call into the engine (``TLSServer()``, ``receive_data``, ``data_to_send``,
+``send_data``, ``close``) is timed with ``time.thread_time``; the rest of the process's CPU (user + system)
+is the I/O edge: trio, sockets and the kernel's TCP work, logging, metrics.
+
+Run as a module in a process of its own (``python -m benchmarks.inside N``): it wraps engine methods, which
+must not leak into other measurements. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+
+def _timed(method: Any, total: list[float]) -> Any:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.thread_time()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            total[0] += time.thread_time() - start
+
+    return timed
+
+
+def measure(n: int, concurrency: int = 16, group: str = "X25519MLKEM768") -> dict[str, Any]:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir = tempfile.mkdtemp(prefix="pqproxy-bench-metrics-")
+    from benchmarks import sidecars
+    from pqproxy.certs import write_dev_pki
+    from pqproxy.proxy.config import build_server_runtime, server_settings
+    from pqproxy.proxy.metrics import Metrics
+    from pqproxy.proxy.sidecar import Proxy
+    from pqproxy.proxy.supervisor import setup_logging
+    from pqproxy.tls.connection import TLSConnection
+    from pqproxy.tls.server import TLSServer
+
+    engine = [0.0]
+    for name in ("receive_data", "data_to_send", "send_data", "close"):
+        setattr(TLSConnection, name, _timed(getattr(TLSConnection, name), engine))
+    TLSServer.__init__ = _timed(TLSServer.__init__, engine)  # type: ignore[method-assign]
+
+    with tempfile.TemporaryDirectory(prefix="pqproxy-bench-inside-") as tmp:
+        pki = write_dev_pki(Path(tmp), alg="ecdsa", names=("localhost", "127.0.0.1"))
+        port, upstream_port = sidecars._free_port(), sidecars._free_port()
+        upstream = sidecars._echo_upstream(upstream_port)
+        settings = server_settings(None, {"listen": f"127.0.0.1:{port}", "upstream": f"127.0.0.1:{upstream_port}",
+                                          "cert": str(pki["server"]), "key": str(pki["server_key"])})
+        runtime = build_server_runtime(settings, [os.urandom(32)])
+        setup_logging("info")
+        devnull = open(os.devnull, "w")  # noqa: SIM115 - the log lines are written, as a worker writes them
+        logging.getLogger().handlers[0].setStream(devnull)  # type: ignore[attr-defined]
+        base = {"port": port, "ca": str(pki["ca"]), "servername": "localhost", "mode": "handshakes",
+                "concurrency": concurrency, "groups": group}
+        out: dict[str, Any] = {}
+
+        async def main() -> None:
+            proxy = Proxy(runtime, Metrics(), 0)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(proxy.serve)
+                await trio.to_thread.run_sync(sidecars._load, {**base, "n": 200})  # warm-up
+                engine[0] = 0.0
+                before = os.times()
+                result = await trio.to_thread.run_sync(sidecars._load, {**base, "n": n})
+                after = os.times()
+                if result["errors"] or result["groups"] != {group: n}:
+                    raise RuntimeError(f"inside: {result}")
+                user, system = after.user - before.user, after.system - before.system
+                out.update({
+                    "n": n,
+                    "total_us": round((user + system) / n * 1e6, 1),
+                    "user_us": round(user / n * 1e6, 1),
+                    "system_us": round(system / n * 1e6, 1),
+                    "engine_us": round(engine[0] / n * 1e6, 1),
+                    "edge_us": round((user + system - engine[0]) / n * 1e6, 1),
+                })
+                nursery.cancel_scope.cancel()
+
+        try:
+            trio.run(main)
+        finally:
+            upstream.stop()
+            devnull.close()
+            for entry in Path(metrics_dir).glob("*"):
+                entry.unlink()
+            os.rmdir(metrics_dir)
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 2000)))
