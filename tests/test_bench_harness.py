@@ -1,0 +1,59 @@
+"""The benchmark harness still runs (``make bench`` is not part of CI: these are its parts, small).
+
+No timing is asserted: only that each part measures what it says (every connection done, the groups the
+client negotiated, the CPU split adding up, idle connections really held).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import sidecars
+from pqproxy.certs import write_dev_pki
+from tests.peers.node import node_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.interop  # Node 26 is the load generator, the upstream and one of the sidecars
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    node_binary()  # skips, or fails in CI, without Node 26
+    return write_dev_pki(tmp_path_factory.mktemp("bench-pki"), alg="ecdsa", names=("localhost", "127.0.0.1"))
+
+
+def test_inside_splits_a_connection_into_engine_and_edge() -> None:
+    node_binary()
+    done = subprocess.run([sys.executable, "-m", "benchmarks.inside", "60"], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["n"] == 60
+    assert result["engine_us"] > 0 and result["edge_us"] > 0
+    assert abs(result["engine_us"] + result["edge_us"] - result["total_us"]) < 1
+    assert result["engine_calls_per_connection"] >= 5  # TLSServer(), the hello, the flight, Finished, ...
+
+
+@pytest.mark.parametrize("kind", ["pqproxy", "node"])
+@pytest.mark.parametrize("connect", ["handshake", "first-data"])
+def test_both_sidecars_hold_idle_connections_and_still_echo(pki: dict[str, Path], kind: str, connect: str) -> None:
+    upstream_port, port = sidecars._free_port(), sidecars._free_port()
+    upstream = sidecars._echo_upstream(upstream_port)
+    try:
+        server = sidecars._server(kind, port, upstream_port, pki, connect=connect)
+        try:
+            base = {"port": port, "ca": str(pki["ca"]), "servername": "localhost"}
+            idle = sidecars._idle(server, base, 40)
+            assert (idle["held"], idle["closed_by_server"], idle["errors"]) == (40, 0, 0), idle
+            result = sidecars._load({**base, "mode": "handshakes", "n": 10, "concurrency": 2,
+                                     "groups": "X25519MLKEM768"})
+            assert result["errors"] == 0 and result["groups"] == {"X25519MLKEM768": 10}, result
+        finally:
+            server.stop()
+    finally:
+        upstream.stop()
