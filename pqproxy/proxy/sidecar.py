@@ -1,8 +1,9 @@
 """The sidecar of one worker process: listeners, one task per connection, reload and drain.
 
 Server mode terminates TLS 1.3 in front of a plain upstream (routed by SNI); client mode accepts plain
-TCP beside an application and originates TLS 1.3. Each connection is one nursery with two pumps and
-half-close carried through; every wait has a deadline (handshake, connect, idle). A new runtime
+TCP beside an application and originates TLS 1.3. Each connection's task pumps one direction and a task
+of its own the other (one nursery), half-close carried through; every wait has a deadline (handshake,
+first data, connect, idle). Sockets are ``transport.TCPTransport``, not trio's streams. A new runtime
 (SIGHUP) is seen by the next connection, while open ones keep the one they started with. Draining
 stops accepting, lets connections finish for ``drain_timeout`` seconds, then cancels the rest.
 """
