@@ -34,7 +34,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pqproxy tests benchmarks scripts
-	$(BIN)/mypy pqproxy/tls pqproxy/probe pqproxy/lab pqproxy/qkd pqproxy/quic pqproxy/http11.py
+	$(BIN)/mypy pqproxy/tls pqproxy/probe pqproxy/lab pqproxy/qkd pqproxy/quic pqproxy/http11.py pqproxy/proxy/transport.py
 
 typecheck: lint
 

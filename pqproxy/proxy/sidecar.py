@@ -265,7 +265,7 @@ class Proxy:
                  worker: int | None = None) -> None:
         self.runtime = runtime
         self.worker = worker
-        self.metrics: MetricsSink = metrics or NullMetrics()  # type: ignore[assignment]
+        self.metrics: MetricsSink = metrics or NullMetrics()
         self.active = 0
         self.draining = False
         self.bound: list[tuple[str, int]] = []
