@@ -290,10 +290,11 @@ class CertificateChain:
     private_key: PrivateKey = field(repr=False)
     # Worked out once, not per handshake: what the key signs with, and the encoded Certificate message.
     signature_schemes: tuple[int, ...] = field(init=False, repr=False)
-    certificate_message: bytes | None = field(default=None, init=False, repr=False)
+    certificate_message: bytes | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.signature_schemes = signature_schemes_for_key(self.private_key)
+        self.certificate_message = None  # set here, not as a field default: mypyc leaves those unset
 
     @property
     def leaf(self) -> x509.Certificate:
