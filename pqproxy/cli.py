@@ -106,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_kme_subparser(sub)
     bench = sub.add_parser("bench", help="the benchmark harness (make bench): pqproxy against Node 26, side by side",
                            description="Run the benchmark harness of a pqproxy checkout (benchmarks/): the engine in "
-                           "process, pqproxy server against the Node.js 26 sidecar, the default probe suite; writes "
-                           "benchmarks/results/bench.json. BENCH_QUICK=1 for a smaller smoke run.")
+                           "process, pqproxy server against the Node.js 26 sidecar, the CPU split inside the "
+                           "sidecar, the default probe suite; writes benchmarks/results/bench.json. BENCH_QUICK=1 "
+                           "for a smaller smoke run.")
     bench.set_defaults(func=run_bench)
     try:
         from .certs import add_certs_subparser
