@@ -538,3 +538,24 @@ async def test_admin_cancel_is_prompt_even_with_a_client_that_does_not_read(stat
 async def test_admin_rejects_a_bad_timeout(state: State) -> None:
     with pytest.raises(ValueError):
         await serve_admin("127.0.0.1", 0, Metrics().render, lambda: True, read_timeout=0)
+
+
+def test_orphaned_metrics_dirs_of_dead_supervisors_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    import subprocess
+
+    from pqproxy.proxy.supervisor import METRICS_DIR_PREFIX, remove_orphaned_metrics_dirs
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # a pid that was alive a moment ago and is gone now (as after a SIGKILL)
+    dead = tmp_path / f"{METRICS_DIR_PREFIX}{finished.pid}-abc123"
+    alive = tmp_path / f"{METRICS_DIR_PREFIX}{os.getpid()}-def456"
+    old_style = tmp_path / f"{METRICS_DIR_PREFIX}x7k2m9q1"  # before directories carried the pid: not ours to judge
+    for d in (dead, alive, old_style):
+        d.mkdir()
+        (d / "counter_1.db").write_bytes(b"\0" * 16)
+    not_a_dir = tmp_path / f"{METRICS_DIR_PREFIX}{finished.pid}-file"
+    not_a_dir.write_text("x")
+
+    assert remove_orphaned_metrics_dirs(str(tmp_path)) == [str(dead)]
+    assert not dead.exists()
+    assert alive.exists() and old_style.exists() and not_a_dir.exists()

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -305,6 +306,33 @@ class Supervisor:
                 self._spawn(worker_id)
 
 
+METRICS_DIR_PREFIX = "pqproxy-metrics-"
+
+
+def remove_orphaned_metrics_dirs(root: str | None = None) -> list[str]:
+    """Remove the metrics directories of supervisors that died without cleaning up (SIGKILL, OOM killer).
+
+    Only ``pqproxy-metrics-<pid>-*`` directories of ours whose supervisor pid is gone: a live pid (ours, or
+    a stranger's after pid reuse) keeps its directory, and directories without a pid are left alone.
+    """
+    removed = []
+    base = Path(root or tempfile.gettempdir())
+    for entry in base.glob(f"{METRICS_DIR_PREFIX}*-*"):
+        pid_text = entry.name[len(METRICS_DIR_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or not entry.is_dir() or entry.is_symlink():
+            continue
+        try:
+            if entry.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(str(entry))
+        except (PermissionError, OSError):
+            continue  # alive (someone else's process), or not ours to judge
+    return removed
+
+
 def run(mode: str, path: str | None, flags: Mapping[str, Any],
         printer: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> int:
     """The CLI's entry: validate, then run the supervisor until drained. Exit 2 on a bad configuration."""
@@ -317,7 +345,8 @@ def run(mode: str, path: str | None, flags: Mapping[str, Any],
         return 2
     setup_logging(settings.log_level)
     raise_fd_limit()
-    metrics_dir = tempfile.mkdtemp(prefix="pqproxy-metrics-")
+    remove_orphaned_metrics_dirs()
+    metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         return trio.run(Supervisor(source, settings).run)
