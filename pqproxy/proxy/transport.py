@@ -103,6 +103,8 @@ class TCPTransport(trio.abc.HalfCloseableStream):
         try:
             self.socket.shutdown(socket.SHUT_WR)
         except OSError as exc:
+            if exc.errno == errno.ENOTCONN:  # the peer is gone already (it reset): there is no FIN to send
+                return
             raise self._broken(exc) from exc
 
     def close(self) -> None:
