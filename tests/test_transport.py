@@ -127,3 +127,31 @@ async def test_a_peer_that_never_lets_us_wait_neither_starves_others_nor_escapes
         assert reads <= 8 * CHECKPOINT_EVERY
         client.close()
         server.close()
+
+
+async def test_accept_skips_one_connections_network_error_and_raises_the_rest() -> None:
+    listener = listening_socket("127.0.0.1", 0, 16)
+    with listener:
+        client = await connect("127.0.0.1", listener.getsockname()[1])
+
+        class Flaky:
+            """accept(2) as Linux can give it: a pending network error first, then the connection."""
+
+            def __init__(self, first_error: int) -> None:
+                self.errors = [OSError(first_error, "injected")]
+
+            def accept(self) -> tuple[socket.socket, tuple[str, int]]:
+                if self.errors:
+                    raise self.errors.pop()
+                return listener.accept()
+
+            def fileno(self) -> int:
+                return listener.fileno()
+
+        server = await accept(Flaky(errno.ECONNABORTED))  # type: ignore[arg-type]
+        assert server.peer == client.socket.getsockname()[:2]
+        server.close()
+        with pytest.raises(OSError) as caught:
+            await accept(Flaky(errno.EMFILE))  # type: ignore[arg-type]
+        assert caught.value.errno == errno.EMFILE
+        client.close()

@@ -138,14 +138,29 @@ def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
+# accept(2): "Linux accept() passes already-pending network errors on the new socket as an error code from
+# accept() ... the application should detect the network errors defined for the protocol after accept() and
+# treat them like EAGAIN by retrying" (and a firewall can give EPERM). One client's trouble, not ours.
+_RETRY_ACCEPT = frozenset(getattr(errno, name) for name in (
+    "EPERM", "ECONNABORTED", "EPROTO", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET", "EHOSTUNREACH",
+    "EOPNOTSUPP", "ENETUNREACH", "ENOSR", "ESOCKTNOSUPPORT", "EPROTONOSUPPORT", "ETIMEDOUT", "ECONNRESET",
+) if hasattr(errno, name))
+
+
 async def accept(listener: socket.socket) -> TCPTransport:
-    """The next connection of a listening socket; OSError as accept(2) gives it (EMFILE, ...)."""
+    """The next connection of a listening socket. A network error of one pending connection is skipped (as
+    accept(2) asks, and as trio's SocketListener does); others (EMFILE, ...) are raised as OSError."""
     while True:
         try:
             sock, address = listener.accept()
         except BlockingIOError:
             await wait_readable(listener)
             continue
+        except OSError as exc:
+            if exc.errno in _RETRY_ACCEPT:
+                await checkpoint()  # never a busy loop, whatever the kernel keeps saying
+                continue
+            raise
         return TCPTransport(sock, (str(address[0]), int(address[1])))
 
 
