@@ -9,7 +9,9 @@ every ``CHECKPOINT_EVERY``-th one, so a connection whose peer never lets it wait
 and still sees its deadline.
 
 Errors follow ``trio.SocketStream``: a failed syscall is ``trio.BrokenResourceError`` (with the OSError as
-its cause), a call after ``close`` is ``trio.ClosedResourceError``.
+its cause), a call after ``close`` is ``trio.ClosedResourceError``. Unlike trio's streams, no
+TCP_NOTSENT_LOWAT (nor does Node): with trio's 16 KiB a bulk transfer woke the sender several times as often,
+1.1-1.7 s of CPU per GiB against 1.1-1.2 s without; the kernel's send buffer (tcp_wmem) bounds what waits.
 """
 
 from __future__ import annotations
