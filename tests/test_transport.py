@@ -155,3 +155,15 @@ async def test_accept_skips_one_connections_network_error_and_raises_the_rest() 
             await accept(Flaky(errno.EMFILE))  # type: ignore[arg-type]
         assert caught.value.errno == errno.EMFILE
         client.close()
+
+
+async def test_a_host_name_is_resolved_and_connected() -> None:
+    listener = listening_socket("127.0.0.1", 0, 16)
+    with listener:
+        client = await connect("localhost", listener.getsockname()[1])  # through trio's resolver
+        server = await accept(listener)
+        await client.send_all(b"by name")
+        assert await server.receive_some(100) == b"by name"
+        assert client.socket.gettimeout() == 0.0  # non-blocking, as every TCPTransport
+        client.close()
+        server.close()
