@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,3 +193,38 @@ def test_list_names_every_scenario(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["lab", "run", "--list"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert listed == [s.id for s in scenarios.SCENARIOS]
+
+
+async def test_a_mismatch_is_probed_once_more_with_twice_the_timeout(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    from pqproxy.lab import runner
+
+    scenario = next(s for s in scenarios.SCENARIOS if s.id == "early-verdict")
+    answers: dict[str, list[tuple[bool, list[str], str | None]]] = {
+        "transient": [(False, [], None), (True, ["early-verdict"], None)],
+        "real": [(False, ["size-threshold"], None), (False, ["size-threshold"], None)],
+        "error": [(False, [], "the probe did not finish in 300 s")],
+    }
+    timeouts: list[float] = []
+
+    for case, script in answers.items():
+        replies = list(script)
+
+        async def attempt(sc: Any, ns: str, suite: str, timeout: float, out: Path, unavailable: Any,
+                          replies: list[tuple[bool, list[str], str | None]] = replies) -> Any:
+            timeouts.append(timeout)
+            ok, found, error = replies.pop(0)
+            return runner.ScenarioResult(sc.id, sc.kind, sc.gear, sc.target, sorted(sc.expected), found=found,
+                                         ok=ok, error=error, seconds=1.0)
+
+        monkeypatch.setattr(runner, "_attempt", attempt)
+        timeouts.clear()
+        result = await runner._run_one(scenario, "ns", "default", 1.0, tmp_path, None)
+        assert not replies, case  # every scripted attempt was made, and no more
+        if case == "transient":
+            assert result.ok and result.rechecked and result.first_found == [] and timeouts == [1.0, 2.0]
+            assert result.seconds == 2.0
+        elif case == "real":
+            assert not result.ok and result.rechecked and result.found == ["size-threshold"]
+        else:
+            assert not result.ok and not result.rechecked and timeouts == [1.0]  # a probe that hung: not again

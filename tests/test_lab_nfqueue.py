@@ -36,6 +36,18 @@ def test_a_large_record_cut_by_the_first_segment_condemns_the_flow() -> None:
     assert policy.judged == {nfqueue.PASS: 0, nfqueue.CONDEMNED: 1}
 
 
+def test_a_gso_super_packet_is_judged_by_its_first_wire_segment() -> None:
+    # The sender's TCP may hand a whole 1.6 KB hello down as one GSO packet, which the lab's veths carry unsplit;
+    # an Ethernet path cuts it at 1448 bytes, and that first segment is what the emulated IPS judges.
+    policy = EarlyVerdict()
+    whole = policy.judge(segment(record(1600)), 0)
+    assert not whole.accept and "first segment of 1448 bytes (of a 1605-byte payload) of a 1600-byte" in whole.note
+    # A record that does fit in the first segment still passes, however the sender packed it.
+    assert EarlyVerdict().judge(segment(record(1400) + record(500)), 0).accept
+    # A path with jumbo frames (a larger segment) sees the same packet whole.
+    assert EarlyVerdict(segment=9000).judge(segment(record(1600)), 0).accept
+
+
 def test_a_whole_record_a_small_record_or_no_record_passes_for_good() -> None:
     policy = EarlyVerdict()
     for port, first in ((1, record(1400)), (2, record(200, have=100)), (3, b"\x16\x03"), (4, b"GET / HTTP/1.1\r\n")):

@@ -176,6 +176,8 @@ def _table(results: list[Any]) -> None:
             expected += f" @ {r.expected_hop}"
         if r.found_hop:
             found += f" @ {r.found_hop}"
+        if r.rechecked:
+            found += f" (rechecked; first: {', '.join(r.first_found or []) or 'none'})"
         table.add_row(r.id, r.kind, expected, found, "[green]ok[/]" if r.ok else "[red]MISMATCH[/]")
     Console().print(table)
     bad = [r for r in results if not r.ok]

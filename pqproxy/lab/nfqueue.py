@@ -14,6 +14,10 @@ with ``fnfqueue`` and gives the verdict:
 - packets without payload (SYN, ACK, FIN) of a flow not condemned: accept;
 - the first payload of a flow is judged: if it starts a TLS handshake record that announces at least
   ``large`` bytes and does not hold the whole record, the flow is condemned; otherwise it passes for good;
+- what is judged is at most ``segment`` bytes of that payload, the first segment as an Ethernet path carries
+  it (1500 - 20 IP - 20 TCP - 12 timestamps = 1448). The lab's veths pass the sender's GSO super-packets
+  unsplit, so the queue can hold a whole 1.6 KB hello in one "packet" that the wire would have cut: judging
+  it whole let every post-quantum hello through now and then, when the sender's TCP built one such packet;
 - every packet of a condemned flow is dropped, retransmissions included.
 
 Bounded: at most ``MAX_FLOWS`` flows are remembered (the oldest are forgotten first) and a flow idle for
@@ -35,6 +39,7 @@ from dataclasses import dataclass
 MAX_FLOWS = 4096  # flows remembered at once; a lab probe run opens a few hundred
 FLOW_IDLE = 120.0  # seconds after which a quiet flow is forgotten
 LARGE = 1024  # a handshake record at least this long, cut by the segment end, is "suspicious"
+SEGMENT = 1448  # the first segment on an Ethernet (MTU 1500) path with TCP timestamps
 RECORD_HEADER = 5
 HANDSHAKE = 22
 PASS = "pass"
@@ -57,8 +62,9 @@ def _ip(raw: bytes) -> str:
 class EarlyVerdict:
     """The policy, sans-IO: ``judge(packet)`` for one IPv4 packet, with the clock given by the caller."""
 
-    def __init__(self, large: int = LARGE) -> None:
+    def __init__(self, large: int = LARGE, segment: int = SEGMENT) -> None:
         self.large = large
+        self.segment = segment
         self.flows: OrderedDict[Flow, tuple[str, float]] = OrderedDict()
         self.judged = {PASS: 0, CONDEMNED: 0}
 
@@ -93,11 +99,14 @@ class EarlyVerdict:
         return entry[0]
 
     def _first_payload(self, flow: Flow, payload: memoryview, now: float) -> Verdict:
-        state, note = PASS, f"first segment of {len(payload)} bytes: nothing to judge"
+        carried = len(payload)
+        payload = payload[: self.segment]  # the first wire segment, even of a GSO super-packet
+        cut = f" (of a {carried}-byte payload)" if carried > len(payload) else ""
+        state, note = PASS, f"first segment of {len(payload)} bytes{cut}: nothing to judge"
         if len(payload) >= RECORD_HEADER and payload[0] == HANDSHAKE:
             length = struct.unpack_from("!H", payload, 3)[0]
             whole = len(payload) >= RECORD_HEADER + length
-            note = f"first segment of {len(payload)} bytes of a {length}-byte handshake record"
+            note = f"first segment of {len(payload)} bytes{cut} of a {length}-byte handshake record"
             if not whole and length >= self.large:
                 state = CONDEMNED
         self.flows[flow] = (state, now)
@@ -112,13 +121,15 @@ def main(argv: list[str] | None = None) -> int:
                                      description="early-verdict IPS emulator on an NFQUEUE (root, in a namespace)")
     parser.add_argument("--queue", type=int, default=0, help="NFQUEUE number the iptables rule sends to")
     parser.add_argument("--large", type=int, default=LARGE, help="record length that makes a cut hello suspicious")
+    parser.add_argument("--segment", type=int, default=SEGMENT,
+                        help="bytes of the first payload judged: the first segment on the emulated path")
     args = parser.parse_args(argv)
     try:
         import fnfqueue
     except ImportError:
         print("the early-verdict emulator needs fnfqueue (pip install fnfqueue)", file=sys.stderr)
         return 2
-    policy = EarlyVerdict(args.large)
+    policy = EarlyVerdict(args.large, args.segment)
     try:
         conn = fnfqueue.Connection()
         queue = conn.bind(args.queue)
@@ -135,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
-    print(json.dumps({"event": "ready", "queue": args.queue, "large": args.large}), flush=True)
+    print(json.dumps({"event": "ready", "queue": args.queue, "large": args.large, "segment": args.segment}),
+          flush=True)
     for packet in conn:
         verdict = policy.judge(packet.payload, time.monotonic())
         if verdict.accept:
