@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import engine, sidecars
+from pqproxy.processes import stop_process
 
 
 def probe_suite_seconds() -> float:
@@ -47,8 +48,7 @@ def probe_suite_seconds() -> float:
                             "--suite", "default", "--no-raw", "-q"], capture_output=True, timeout=300, check=False)
             return round(time.monotonic() - started, 1)
         finally:
-            server.terminate()
-            server.wait(15)
+            stop_process(server, 15)
             upstream.stop()
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .certs import write_dev_pki
+from .processes import stop_process
 
 REQUEST = b"GET / HTTP/1.0\r\nHost: demo\r\n\r\nhello through a post-quantum pipe\n"
 TIMEOUT = 20.0
@@ -144,11 +145,7 @@ class _KME:
             return result
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc, TIMEOUT)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 

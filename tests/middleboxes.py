@@ -31,7 +31,7 @@ from cryptography import x509
 
 from pqproxy.certs import write_dev_pki
 from pqproxy.lab import gear
-from tests.procs import free_port, wait_listening
+from tests.procs import free_port, stop_process, wait_listening
 from tests.sidecar_kit import Backend, Sidecar, server_args
 
 HOST = "127.0.0.1"
@@ -100,12 +100,7 @@ def _run(argv: list[str], port: int, log: Path) -> Iterator[None]:
         wait_listening(port, proc, log, timeout=STEP)
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
 
 
 @contextmanager

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from pqproxy.processes import stop_process
+
 TIMEOUT = 10.0
 
 
@@ -25,17 +27,6 @@ def require(reason: str | None) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(reason)
     pytest.skip(reason)
-
-
-def stop_process(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
-    """SIGTERM, a bounded wait, then SIGKILL: a process we started is gone afterwards, whatever it did."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
 
 
 def wait_listening(port: int, proc: subprocess.Popen[Any], log: Path, host: str = "127.0.0.1",

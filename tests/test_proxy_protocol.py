@@ -52,7 +52,7 @@ from pqproxy.proxy.proxy_protocol import (
     tls_tlvs,
     v2_header_length,
 )
-from tests.procs import wait_listening
+from tests.procs import stop_process, wait_listening
 
 # --- encoding ------------------------------------------------------------------------------------------------
 
@@ -455,12 +455,7 @@ proxy-v2-options ssl,cert-cn,ssl-cipher,cert-sig,cert-key,authority,crc32c,uniqu
         wait_listening(tls_port, proc, log, timeout=STEP)
         yield HAProxy(accept_port, tls_port, backend, pki)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
         backend.close()
 
 

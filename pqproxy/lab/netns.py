@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
+from ..processes import stop_process
+
 LAB_ENV = "PQPROXY_LAB"  # set in the environment of every process ``Lab.spawn`` starts
 COMMAND_TIMEOUT = 10.0  # one ip/nft/sysctl command; they take milliseconds
 STOP_TIMEOUT = 5.0  # a process we started in a namespace, after SIGTERM
@@ -131,13 +133,7 @@ class Lab:
         """Stop our processes (SIGTERM, then SIGKILL after a bounded wait), then every other process still in
         our namespaces (daemons, their children), and delete the namespaces."""
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(STOP_TIMEOUT)
+            stop_process(proc, STOP_TIMEOUT)
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()

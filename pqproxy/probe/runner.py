@@ -24,6 +24,7 @@ from pathlib import Path
 import trio
 
 from .. import __version__
+from ..processes import stop_process
 from . import checks as catalogue
 from . import model
 from .delivery import parse_shape, wire_bytes
@@ -397,12 +398,7 @@ class Capture:
         if self.proc is None:
             return
         time.sleep(0.2)  # let the last packets reach the file
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
+        stop_process(self.proc)
 
 
 async def probe_target(target: Target, suite: Suite, options: RunOptions) -> TargetReport:

