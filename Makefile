@@ -27,6 +27,7 @@ demo: $(STAMP)
 	$(BIN)/python -m pqproxy.demo
 
 test: setup
+	$(MAKE) lint
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --timeout=300 tests
 
 test-fast: $(STAMP)
@@ -34,7 +35,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pqproxy tests benchmarks scripts
-	$(BIN)/mypy pqproxy/tls pqproxy/probe pqproxy/lab pqproxy/qkd pqproxy/quic pqproxy/http11.py pqproxy/proxy/transport.py
+	$(BIN)/mypy pqproxy
 
 typecheck: lint
 

@@ -125,7 +125,7 @@ _NOT_SETTINGS = {"command", "func", "config"}
 def _flags(args: argparse.Namespace) -> dict[str, object]:
     flags = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS and v is not None}
     if "allowed_names" in flags:
-        flags["allowed_names"] = tuple(flags["allowed_names"])  # type: ignore[arg-type]
+        flags["allowed_names"] = tuple(flags["allowed_names"])
     if "max_client_hello" in flags:
         flags["max_client_hello"] = flags.pop("max_client_hello")
     return flags

@@ -4,11 +4,13 @@
 the KME handed each out once); with the KME down, ``require`` refuses with a log line and a metric while
 ``prefer`` carries the data and counts ``pqproxy_qkd_degraded_total``; a replayed key_ID is refused with an
 alert; a KME that stalls costs a bounded wait, then the policy; the link's QBER and state reach
-``/metrics``, and an eavesdropper shows there as the link going down.
+``/metrics``, and an eavesdropper shows there as the link going down. A reload (SIGHUP) keeps the replay
+guard, watches the link with the new configuration and closes the old KME client once nothing can use it.
 """
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -179,6 +181,70 @@ def test_a_replayed_key_id_is_refused(pki: dict[str, Path], kme: KME, upstream: 
         assert int(AlertDescription.unknown_psk_identity) == 115
     finally:
         server.stop()
+
+
+def _fresh_key(kme: KME) -> tuple[str, bytes]:
+    async def enc_keys() -> tuple[str, bytes]:
+        alice = ETSI014Client(kme.settings("alice"))
+        try:
+            (key,) = (await alice.enc_keys("bob")).keys
+            return key.key_ID, bytes(key.material())
+        finally:
+            await alice.aclose()
+
+    return trio.run(enc_keys)
+
+
+def _keyed_roundtrip(port: int, pki: dict[str, Path], key_id: str, material: bytes) -> tuple[bool, EngineClient]:
+    """One connection offering this key as alice would: (did it carry data keyed by it, the client)."""
+    psk = ExternalPSK(QKDIdentity("alice", key_id).encode(), material)
+    client = EngineClient(port, TLSConfig(server_name="localhost", trust_store=load_trust_store(str(pki["ca"])),
+                                          external_psk=psk))
+    info = client.handshake()
+    if info is not None:
+        client.send(b"ping")
+        assert client.read_until(4) == b"ping"
+        client.close_write()
+        client.read_to_end()
+    client.sock.close()
+    return info is not None and info.psk == "external", client
+
+
+def test_a_reload_keeps_the_replay_guard_watches_the_link_and_closes_the_old_kme_client(
+        pki: dict[str, Path], upstream: Backend, tmp_path: Path) -> None:
+    with KME(tmp_path / "kme", ("alice", "bob")) as kme:
+        config = tmp_path / "server.toml"
+        # Short limits: the old edge is closed budget + 1 + connect + handshake timeouts after the reload.
+        settings = "[limits]\nhandshake_timeout = 1\nconnect_timeout = 1\n[qkd]\nbudget = 1\ntimeout = 0.5\n"
+        config.write_text(settings + "status_interval = 0.5\n")
+        server = Sidecar("server", ["--config", str(config),
+                                    *server_args(pki, upstream.address, *qkd(kme, "bob", "require", "alice"))])
+        try:
+            server.wait_metric("pqproxy_qkd_link_up", 1, peer="alice", state="up")
+            key_id, material = _fresh_key(kme)
+            assert _keyed_roundtrip(server.port, pki, key_id, material)[0]
+            config.write_text(settings + "status_interval = 0.6\n")
+            server.signal(signal.SIGHUP)
+            server.wait_for(lambda r: r.get("event") == "reloaded")
+
+            keyed, replayed = _keyed_roundtrip(server.port, pki, key_id, material)
+            assert not keyed and "unknown_psk_identity" in replayed.alerts_received()
+            first, second = server.wait_count(conn("server"), 2)
+            assert first["qkd"] == "keyed" and first["qkd_key_id"] == key_id, first
+            assert second["qkd"] == "refused" and second["qkd_error"].startswith("replayed"), second
+
+            # The link is watched under the new configuration: Eve shows up in the metrics.
+            kme.control("/eavesdropper", {"fraction": 0.5})
+            server.wait_metric("pqproxy_qkd_link_qber", 0.11, peer="alice")
+            closed = server.wait_for(lambda r: r.get("event") == "qkd_edge_closed", timeout=15)
+            assert closed["kme"] == kme.url
+            # The new edge serves on: a fresh key still keys a connection.
+            kme.control("/eavesdropper", {"fraction": 0.0})
+            key_id, material = _fresh_key(kme)
+            assert _keyed_roundtrip(server.port, pki, key_id, material)[0]
+            assert server.wait_count(conn("server"), 3)[2]["qkd"] == "keyed"
+        finally:
+            server.stop()
 
 
 def test_a_stalled_kme_costs_a_bounded_wait_then_the_policy(pki: dict[str, Path], kme: KME,

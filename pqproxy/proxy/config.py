@@ -58,7 +58,7 @@ def _suites(value: list[str] | str) -> tuple[int, ...]:
 def _codes(value: Any, parse: Callable[[Any], tuple[int, ...]]) -> tuple[int, ...] | None:
     """Names (a list or a comma-separated string) to codepoints; codepoints pass through."""
     if value is None or (isinstance(value, tuple) and all(isinstance(c, int) for c in value)):
-        return value  # type: ignore[no-any-return]
+        return value
     return parse(value)
 
 

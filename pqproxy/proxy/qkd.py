@@ -14,6 +14,11 @@ Policy on both sides: ``off``; ``prefer``: no key (no identity offered, KME down
 handshake goes on hybrid-only and is counted as degraded; ``require``: the connection is refused, with
 the reason in the log line and the refusal metric. The key's bytes live in the connection's TLS
 configuration only; the bytearray they came in is zeroed at once; key_IDs are logged, keys never.
+
+Across reloads (``QKDEdges``): every configuration a worker runs gets its own edge, so a SIGHUP reads the KME
+certificate files again; the edge of the configuration before is retired, its link poll stopped at once and
+its KME client closed once no handshake begun under it can still ask the KME. The replay guard is the
+worker's, not an edge's: a key_ID accepted before a reload is still a replay after it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,10 +60,10 @@ class QKDRefused(Exception):
 
 
 class QKDEdge:
-    def __init__(self, settings: QKDSettings, metrics: Any) -> None:
+    def __init__(self, settings: QKDSettings, metrics: Any, replays: ReplayGuard | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.replays = ReplayGuard()
+        self.replays = replays if replays is not None else ReplayGuard()
         self._source: KeySource | None = None
 
     @property
@@ -167,3 +173,61 @@ class QKDEdge:
                 link = None
             self.metrics.qkd_link(peer, link)
             await trio.sleep(self.settings.status_interval)
+
+
+class QKDEdges:
+    """A worker's QKD edges: one for each configuration (runtime) it has run, the current one's polling its link."""
+
+    def __init__(self, metrics: Any) -> None:
+        self.metrics = metrics
+        self.replays = ReplayGuard()
+        self._edges: list[tuple[Any, QKDEdge]] = []  # (runtime, its edge), by identity of the runtime
+        self._retiring: set[int] = set()  # id() of edges whose close is scheduled
+        self._changed = trio.Event()
+
+    def for_runtime(self, runtime: Any) -> QKDEdge | None:
+        """The edge of this runtime (made the first time it is asked for), or None when its QKD is off."""
+        settings = runtime.settings.qkd
+        if settings.mode == "off":
+            return None
+        for known, edge in self._edges:
+            if known is runtime:
+                return edge
+        edge = QKDEdge(settings, self.metrics, self.replays)
+        self._edges.append((runtime, edge))
+        return edge
+
+    def runtime_changed(self) -> None:
+        self._changed.set()
+
+    async def run(self, current: Callable[[], Any]) -> None:
+        """Poll the current runtime's link; on each change of runtime, retire the edges of the others."""
+        async with trio.open_nursery() as retiring:
+            while True:
+                self._changed = trio.Event()
+                runtime = current()
+                edge = self.for_runtime(runtime)
+                for known, old in self._edges:
+                    if known is not runtime and id(old) not in self._retiring:
+                        self._retiring.add(id(old))
+                        retiring.start_soon(self._close_when_unused, known, old)
+                async with trio.open_nursery() as polling:
+                    if edge is not None:
+                        polling.start_soon(edge.poll_link)
+                    await self._changed.wait()
+                    polling.cancel_scope.cancel()
+
+    async def _close_when_unused(self, runtime: Any, edge: QKDEdge) -> None:
+        # A connection takes its runtime's edge as it starts and asks the KME only before its handshake: KME
+        # calls (budget), the connect (client mode) and the handshake bound how long an old edge is used.
+        limits = runtime.limits
+        await trio.sleep(edge.settings.budget + 1 + limits.connect_timeout + limits.handshake_timeout)
+        self._edges = [(r, e) for r, e in self._edges if e is not edge]
+        self._retiring.discard(id(edge))
+        await edge.aclose()
+        log.info(json.dumps({"event": "qkd_edge_closed", "kme": edge.settings.kme or edge.settings.key_file}))
+
+    async def aclose(self) -> None:
+        for _, edge in self._edges:
+            await edge.aclose()
+        self._edges.clear()

@@ -23,7 +23,7 @@ import trio
 from ..tls.client import TLSClient
 from ..tls.server import TLSServer
 from .config import ClientRuntime, ListenerRuntime, ServerRuntime
-from .qkd import QKDRefused
+from .qkd import QKDEdge, QKDEdges, QKDRefused
 from .tlsstream import TLSError, TLSStream, half_close
 from .transport import TCPTransport, accept, listening_socket
 from .transport import connect as connect_tcp
@@ -263,27 +263,30 @@ class Proxy:
 
     def __init__(self, runtime: ServerRuntime | ClientRuntime, metrics: MetricsSink | None = None,
                  worker: int | None = None) -> None:
-        self.runtime = runtime
         self.worker = worker
         self.metrics: MetricsSink = metrics or NullMetrics()
+        self._qkd = QKDEdges(self.metrics)
+        self._runtime = runtime
         self.active = 0
         self.draining = False
         self.bound: list[tuple[str, int]] = []
         self._accepting: trio.CancelScope | None = None
         self._connections: trio.Nursery | None = None
         self._idle = trio.Event()
-        self._qkd: dict[Any, Any] = {}  # QKDSettings -> QKDEdge (a reload with new settings gets a new one)
 
-    def qkd_edge(self, settings: Any) -> Any:
-        """The worker's QKD edge for these settings, or None when QKD is off."""
-        if settings.mode == "off":
-            return None
-        edge = self._qkd.get(settings)
-        if edge is None:
-            from .qkd import QKDEdge
+    @property
+    def runtime(self) -> ServerRuntime | ClientRuntime:
+        return self._runtime
 
-            edge = self._qkd[settings] = QKDEdge(settings, self.metrics)
-        return edge
+    @runtime.setter
+    def runtime(self, runtime: ServerRuntime | ClientRuntime) -> None:
+        """A reload: the next connection takes this runtime; the QKD edge of the one before is retired."""
+        self._runtime = runtime
+        self._qkd.runtime_changed()
+
+    def qkd_edge(self, runtime: ServerRuntime | ClientRuntime) -> QKDEdge | None:
+        """This runtime's QKD edge, or None when its QKD is off."""
+        return self._qkd.for_runtime(runtime)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -311,16 +314,12 @@ class Proxy:
                 async with trio.open_nursery() as acceptors:
                     for index, listener in listeners:
                         acceptors.start_soon(self._accept_loop, listener, index, connections)
-                    edge = self.qkd_edge(runtime.settings.qkd)
-                    if edge is not None:
-                        acceptors.start_soon(edge.poll_link)
+                    acceptors.start_soon(self._qkd.run, lambda: self._runtime)
                     task_status.started(self.bound)
             for _, listener in listeners:
                 trio.lowlevel.notify_closing(listener)
                 listener.close()
-        for edge in self._qkd.values():
-            await edge.aclose()
-            # Accepting has stopped (drain): the connections nursery waits for the live ones.
+        await self._qkd.aclose()  # the connections have ended (drain): no handshake asks a KME any more
 
     async def drain(self, timeout: float) -> None:
         """Stop accepting; give open connections ``timeout`` seconds; then cancel them."""
@@ -399,7 +398,7 @@ class Proxy:
         first = b""
         try:
             with deadline:
-                tls = await self._server_handshake(client, listener, self.qkd_edge(runtime.settings.qkd), record)
+                tls = await self._server_handshake(client, listener, self.qkd_edge(runtime), record)
                 record.fill_from_handshake(tls, started)
                 if getattr(tls, "legacy", False):
                     record.version, record.quantum_safe = "TLSv1.2", False
@@ -558,7 +557,7 @@ class Proxy:
         started = time.monotonic()
         try:
             config, outcome = runtime.tls, None
-            qkd = self.qkd_edge(runtime.settings.qkd)
+            qkd = self.qkd_edge(runtime)
             if qkd is not None:
                 try:
                     config, outcome = await qkd.client_config(runtime.tls)
@@ -579,7 +578,7 @@ class Proxy:
             with trio.fail_after(limits.handshake_timeout):
                 await tls.do_handshake()
             record.fill_from_handshake(tls, started)
-            if qkd is not None:
+            if qkd is not None and outcome is not None:
                 try:
                     record.note_qkd(qkd.after_handshake(outcome, tls.info.psk if tls.info else None))
                 except QKDRefused as exc:

@@ -80,7 +80,7 @@ def setup_logging(level: str) -> None:
     # Our lines are "%(message)s" (JSON made by the caller): the caller's file and line, thread and process
     # names that logging would otherwise look up for every record are never printed (logging's HOWTO,
     # "Optimization").
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
