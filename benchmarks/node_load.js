@@ -8,6 +8,7 @@
 const fs = require('fs');
 const tls = require('tls');
 const cfg = JSON.parse(process.argv[2]);
+const STALL_MS = 30000;
 const ca = fs.readFileSync(cfg.ca);
 const options = { host: '127.0.0.1', port: cfg.port, ca, servername: cfg.servername || 'localhost',
                   ecdhCurve: cfg.groups, minVersion: 'TLSv1.3' };
@@ -60,17 +61,36 @@ async function bulk() {
   const chunk = Buffer.alloc(64 * 1024, 7);
   const started = process.hrtime.bigint();
   let received = 0;
-  const done = new Promise((resolve) => {
-    socket.on('data', (d) => { received += d.length; if (received >= cfg.bytes) resolve(); });
-  });
   let sent = 0;
-  while (sent < cfg.bytes) {
-    if (!socket.write(chunk)) await new Promise((r) => socket.once('drain', r));
-    sent += chunk.length;
+  let progress = Date.now();
+  let timer;
+  // A transfer that stops moving, or a connection that ends early, is an error with the counts, at once
+  // (or after STALL_MS without a byte either way), never a wait for the harness's own timeout.
+  const failed = new Promise((_, reject) => {
+    timer = setInterval(() => {
+      if (Date.now() - progress > STALL_MS) reject(new Error(`bulk stalled: ${sent} sent, ${received} echoed`));
+    }, 1000);
+    socket.once('error', reject);
+    socket.once('close', () => reject(new Error(`closed after ${sent} sent, ${received} of ${cfg.bytes} echoed`)));
+  });
+  const echoed = new Promise((resolve) => {
+    socket.on('data', (d) => { received += d.length; progress = Date.now(); if (received >= cfg.bytes) resolve(); });
+  });
+  async function write() {
+    while (sent < cfg.bytes) {
+      if (!socket.write(chunk)) await new Promise((r) => socket.once('drain', r));
+      sent += chunk.length;
+      progress = Date.now();
+    }
   }
-  await done;
+  try {
+    await Promise.race([Promise.all([write(), echoed]), failed]);
+  } finally {
+    clearInterval(timer);
+    socket.removeAllListeners('close');
+    socket.destroy();
+  }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  socket.destroy();
   return { bytes: sent + received, seconds, mib_s: (sent + received) / 1048576 / seconds };
 }
 
