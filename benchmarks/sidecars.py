@@ -1,12 +1,15 @@
 """pqproxy server against the Node.js 26 sidecar, side by side in one run: same certificate, same groups,
 same upstream, same load generator (``node_load.js``, Node's TLS client), on this machine.
 
-For each sidecar, in turn (never both at once, so they do not share the two cores):
+Never both under load at once, so they do not share the two cores:
 
 - server CPU per handshake, X25519MLKEM768 and X25519: utime + stime of every process of the server (its
-  process group: pqproxy's supervisor and worker; node) over ``n`` full connections (handshake, one byte
-  echoed through the upstream, close), divided by ``n``; and the load generator's latency p50/p99 for the
+  process group: pqproxy's supervisor and worker; node) over full connections (handshake, one byte echoed
+  through the upstream, close), divided by their number; and the load generator's latency p50/p99 for the
   same connection at ``concurrency`` at once. The groups the client negotiated are recorded and checked.
+  Both servers run side by side and take the load in turns, ``rounds`` rounds of ``handshakes / rounds``
+  connections in the order A B, B A, A B, ... This VM drifts by tens of percent over minutes; a ratio of
+  two rounds measured seconds apart does not, so the ratio reported is the median of the rounds' ratios.
 - bulk: one connection sends ``bulk_mib`` and reads it back through an echoing upstream: MiB/s through the
   server (both directions) and server CPU per GiB proxied.
 - idle: ``idle`` connections handshake and stay open: the server's RSS growth per connection, and how many
@@ -47,6 +50,7 @@ NOFILE = 65536
 @dataclass
 class Settings:
     handshakes: int = 2000
+    rounds: int = 4  # the handshakes are measured in this many alternating rounds per server
     concurrency: int = 16
     bulk_mib: int = 256
     idle: int = 9900  # two descriptors per proxied connection, and the hard RLIMIT_NOFILE here is 20000
@@ -156,25 +160,71 @@ def _server(kind: str, port: int, upstream: int, pki: dict[str, Path], connect: 
     return _Process(argv, '"listening"', on_stderr=True)  # pqproxy logs JSON on stderr; this once a worker is up
 
 
+KINDS = ("pqproxy", "node")
+
+
+def paired_handshakes(pki: dict[str, Path], settings: Settings) -> dict[str, Any]:
+    """Server CPU per connection and latency for both servers, in alternating rounds (see the module docstring)."""
+    upstream_port = _free_port()
+    upstream = _echo_upstream(upstream_port)
+    servers: dict[str, tuple[_Process, dict[str, Any]]] = {}
+    per_round = max(1, settings.handshakes // settings.rounds)
+    rounds: dict[str, dict[str, list[dict[str, Any]]]] = {kind: {label: [] for label in GROUPS} for kind in KINDS}
+    try:
+        for kind in KINDS:
+            port = _free_port()
+            base = {"port": port, "ca": str(pki["ca"]), "servername": "localhost"}
+            servers[kind] = (_server(kind, port, upstream_port, pki), base)
+            _load({**base, "mode": "handshakes", "n": 200, "concurrency": settings.concurrency,
+                   "groups": "X25519MLKEM768"})  # warm-up
+        for r in range(settings.rounds):
+            for label, group in GROUPS.items():
+                for kind in (KINDS if r % 2 == 0 else KINDS[::-1]):
+                    server, base = servers[kind]
+                    cpu0, _ = server.stats()
+                    result = _load({**base, "mode": "handshakes", "n": per_round,
+                                    "concurrency": settings.concurrency, "groups": group})
+                    cpu1, _ = server.stats()
+                    if result["errors"] or result["groups"] != {group: result["n"]}:
+                        raise RuntimeError(f"{kind} {label}: {result}")
+                    rounds[kind][label].append({"cpu_s": cpu1 - cpu0, **result})
+    finally:
+        for server, _ in servers.values():
+            server.stop()
+        upstream.stop()
+    out: dict[str, Any] = {kind: {} for kind in KINDS}
+    for kind in KINDS:
+        for label in GROUPS:
+            done = rounds[kind][label]
+            n = sum(d["n"] for d in done)
+            out[kind][label] = {
+                "server_cpu_us": round(sum(d["cpu_s"] for d in done) / n * 1e6, 1),
+                "rounds_us": [round(d["cpu_s"] / d["n"] * 1e6, 1) for d in done],
+                "p50_ms": round(_median([d["p50_ms"] for d in done]), 3),
+                "p99_ms": round(_median([d["p99_ms"] for d in done]), 3),
+                "handshakes_per_s": round(n / sum(d["seconds"] for d in done), 1), "n": n}
+    # (CPU time is counted in clock ticks of 10 ms: a round too short to be charged one has no ratio.)
+    out["paired_ratios"] = {
+        label: [round(a / b, 3) for a, b in zip(out["pqproxy"][label]["rounds_us"], out["node"][label]["rounds_us"],
+                                                strict=True) if b > 0]
+        for label in GROUPS}
+    return out
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def measure(kind: str, pki: dict[str, Path], settings: Settings) -> dict[str, Any]:
+    """Bulk and idle connections for one server (the handshakes are ``paired_handshakes``)."""
     upstream_port, port = _free_port(), _free_port()
     upstream = _echo_upstream(upstream_port)
     server = _server(kind, port, upstream_port, pki)
     base = {"port": port, "ca": str(pki["ca"]), "servername": "localhost"}
     out: dict[str, Any] = {}
     try:
-        _load({**base, "mode": "handshakes", "n": 200, "concurrency": settings.concurrency,
-               "groups": "X25519MLKEM768"})  # warm-up
-        for label, group in GROUPS.items():
-            cpu0, _ = server.stats()
-            result = _load({**base, "mode": "handshakes", "n": settings.handshakes,
-                            "concurrency": settings.concurrency, "groups": group})
-            cpu1, _ = server.stats()
-            if result["errors"] or result["groups"] != {group: result["n"]}:
-                raise RuntimeError(f"{kind} {label}: {result}")
-            out[label] = {"server_cpu_us": round((cpu1 - cpu0) / result["n"] * 1e6, 1),
-                          "p50_ms": round(result["p50_ms"], 3), "p99_ms": round(result["p99_ms"], 3),
-                          "handshakes_per_s": round(result["n"] / result["seconds"], 1), "n": result["n"]}
         cpu0, _ = server.stats()
         bulk = _load({**base, "mode": "bulk", "bytes": settings.bulk_mib << 20, "groups": "X25519MLKEM768"})
         cpu1, _ = server.stats()
@@ -225,6 +275,8 @@ def run(settings: Settings | None = None) -> dict[str, Any]:
         raise RuntimeError(f"Node.js 26 not found at {NODE}: make peers")
     with tempfile.TemporaryDirectory(prefix="pqproxy-bench-") as tmp:
         pki = write_dev_pki(Path(tmp), alg="ecdsa", names=("localhost", "127.0.0.1"))
-        results = {kind: measure(kind, pki, settings) for kind in ("pqproxy", "node")}
+        results = paired_handshakes(pki, settings)
+        for kind in KINDS:
+            results[kind].update(measure(kind, pki, settings))
     results["settings"] = settings.__dict__
     return results

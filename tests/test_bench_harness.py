@@ -57,3 +57,17 @@ def test_both_sidecars_hold_idle_connections_and_still_echo(pki: dict[str, Path]
             server.stop()
     finally:
         upstream.stop()
+
+
+def test_paired_rounds_measure_both_servers_and_pair_their_ratios(pki: dict[str, Path]) -> None:
+    settings = sidecars.Settings(handshakes=90, rounds=3, concurrency=2)
+    result = sidecars.paired_handshakes(pki, settings)
+    for kind in ("pqproxy", "node"):
+        for group in ("X25519MLKEM768", "X25519"):
+            measured = result[kind][group]
+            assert measured["n"] == 90 and len(measured["rounds_us"]) == 3, measured
+            assert measured["server_cpu_us"] > 0 and measured["p50_ms"] > 0
+    for group in ("X25519MLKEM768", "X25519"):
+        ours, theirs = result["pqproxy"][group]["rounds_us"], result["node"][group]["rounds_us"]
+        assert result["paired_ratios"][group] == [round(a / b, 3) for a, b in zip(ours, theirs, strict=True) if b]
+    assert sidecars._median([3.0, 1.0, 2.0]) == 2.0 and sidecars._median([4.0, 1.0, 2.0, 3.0]) == 2.5
