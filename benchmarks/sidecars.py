@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,13 +166,19 @@ def _server(kind: str, port: int, upstream: int, pki: dict[str, Path], connect: 
 KINDS = ("pqproxy", "node")
 
 
-def paired_handshakes(pki: dict[str, Path], settings: Settings) -> dict[str, Any]:
-    """Server CPU per connection and latency for both servers, in alternating rounds (see the module docstring)."""
+def paired_handshakes(pki: dict[str, Path], settings: Settings,
+                      floor: Callable[[], float] | None = None) -> dict[str, Any]:
+    """Server CPU per connection and latency for both servers, in alternating rounds (see the module docstring).
+
+    ``floor``, if given, measures the crypto floor (µs) in this process; it runs once per round, just before
+    the round's hybrid handshakes, so that each round has its own floor to be divided by.
+    """
     upstream_port = _free_port()
     upstream = _echo_upstream(upstream_port)
     servers: dict[str, tuple[_Process, dict[str, Any]]] = {}
     per_round = max(1, settings.handshakes // settings.rounds)
     rounds: dict[str, dict[str, list[dict[str, Any]]]] = {kind: {label: [] for label in GROUPS} for kind in KINDS}
+    floors: list[float] = []
     try:
         for kind in KINDS:
             port = _free_port()
@@ -180,6 +187,8 @@ def paired_handshakes(pki: dict[str, Path], settings: Settings) -> dict[str, Any
             _load({**base, "mode": "handshakes", "n": WARM_UP, "concurrency": settings.concurrency,
                    "groups": "X25519MLKEM768"})  # warm-up
         for r in range(settings.rounds):
+            if floor is not None:
+                floors.append(floor())
             for label, group in GROUPS.items():
                 for kind in (KINDS if r % 2 == 0 else KINDS[::-1]):
                     server, base = servers[kind]
@@ -210,6 +219,11 @@ def paired_handshakes(pki: dict[str, Path], settings: Settings) -> dict[str, Any
         label: [round(a / b, 3) for a, b in zip(out["pqproxy"][label]["rounds_us"], out["node"][label]["rounds_us"],
                                                 strict=True) if b > 0]
         for label in GROUPS}
+    if floors:
+        out["floor_rounds_us"] = [round(f, 1) for f in floors]
+        out["floor_ratios"] = {kind: [round(a / f, 3) for a, f in zip(out[kind]["X25519MLKEM768"]["rounds_us"], floors,
+                                                                     strict=True) if a > 0]
+                               for kind in KINDS}
     return out
 
 
@@ -271,13 +285,13 @@ def _idle(server: _Process, base: dict[str, Any], n: int) -> dict[str, Any]:
             "rss_mib_total": round(rss1 / (1 << 20), 1)}
 
 
-def run(settings: Settings | None = None) -> dict[str, Any]:
+def run(settings: Settings | None = None, floor: Callable[[], float] | None = None) -> dict[str, Any]:
     settings = settings or Settings()
     if not NODE.exists():
         raise RuntimeError(f"Node.js 26 not found at {NODE}: make peers")
     with tempfile.TemporaryDirectory(prefix="pqproxy-bench-") as tmp:
         pki = write_dev_pki(Path(tmp), alg="ecdsa", names=("localhost", "127.0.0.1"))
-        results = paired_handshakes(pki, settings)
+        results = paired_handshakes(pki, settings, floor)
         for kind in KINDS:
             results[kind].update(measure(kind, pki, settings))
     results["settings"] = settings.__dict__

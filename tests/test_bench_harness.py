@@ -61,7 +61,7 @@ def test_both_sidecars_hold_idle_connections_and_still_echo(pki: dict[str, Path]
 
 def test_paired_rounds_measure_both_servers_and_pair_their_ratios(pki: dict[str, Path]) -> None:
     settings = sidecars.Settings(handshakes=90, rounds=3, concurrency=2)
-    result = sidecars.paired_handshakes(pki, settings)
+    result = sidecars.paired_handshakes(pki, settings, floor=lambda: 100.0)
     for kind in ("pqproxy", "node"):
         for group in ("X25519MLKEM768", "X25519"):
             measured = result[kind][group]
@@ -70,4 +70,8 @@ def test_paired_rounds_measure_both_servers_and_pair_their_ratios(pki: dict[str,
     for group in ("X25519MLKEM768", "X25519"):
         ours, theirs = result["pqproxy"][group]["rounds_us"], result["node"][group]["rounds_us"]
         assert result["paired_ratios"][group] == [round(a / b, 3) for a, b in zip(ours, theirs, strict=True) if b]
+    assert result["floor_rounds_us"] == [100.0] * 3
+    for kind in ("pqproxy", "node"):
+        hybrid = result[kind]["X25519MLKEM768"]["rounds_us"]
+        assert result["floor_ratios"][kind] == [round(us / 100.0, 3) for us in hybrid if us]
     assert sidecars._median([3.0, 1.0, 2.0]) == 2.0 and sidecars._median([4.0, 1.0, 2.0, 3.0]) == 2.5
