@@ -6,7 +6,9 @@
    (hybrid and classical) in alternating rounds, each round beside a fresh measure of the crypto floor,
    latency p50/p99 at fixed concurrency, bulk throughput and CPU per GiB, RSS per idle connection,
    connections held. The ratios are medians of the rounds' ratios.
-3. Inside the sidecar (``inside.py``): a hybrid connection's CPU split into the engine's and the I/O edge's.
+3. Inside the sidecar (``inside.py``): a hybrid connection's CPU split into the engine's and the I/O edge's;
+   and the edge's pieces each alone (``edge_parts.py``: a task, a nursery, a cancel scope, a trio wake-up, the
+   log line, the metrics of a connection).
 4. The ``default`` probe suite against one healthy target (``pqproxy server`` on loopback), timed.
 
 Writes ``benchmarks/results/bench.json`` and prints the table that ``benchmarks/README.md`` shows, with the
@@ -62,14 +64,23 @@ def _x(a: float | None, b: float | None) -> str:
     return f"{ratio} x" if ratio is not None else ""
 
 
-def inside_sidecar(n: int) -> dict[str, Any]:
-    """``benchmarks/inside.py`` in a process of its own (it wraps engine methods to time them)."""
-    done = subprocess.run([sys.executable, "-m", "benchmarks.inside", str(n)], capture_output=True, text=True,
+def _module(name: str, *args: str) -> dict[str, Any]:
+    """A benchmark module in a process of its own (``inside`` wraps engine methods, ``edge_parts`` sets up
+    logging and metrics: neither may leak into the other measurements); its one line of JSON."""
+    done = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *args], capture_output=True, text=True,
                           timeout=600, cwd=Path(__file__).resolve().parent.parent)
     if done.returncode != 0:
-        raise RuntimeError(f"benchmarks.inside failed: {done.stderr[-800:]}")
+        raise RuntimeError(f"benchmarks.{name} failed: {done.stderr[-800:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def inside_sidecar(n: int) -> dict[str, Any]:
+    return _module("inside", str(n))
+
+
+def edge_parts(n: int) -> dict[str, Any]:
+    return _module("edge_parts", str(n))
 
 
 def _median_ratio(ratios: list[float]) -> float | None:
@@ -121,6 +132,10 @@ def table(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     inside = result["inside"]
     rows.append(("inside the sidecar, per hybrid connection: engine / I/O edge",
                  f"{inside['engine_us']} / {inside['edge_us']} us", "", ""))
+    parts = result["edge_parts"]
+    rows.append(("I/O edge pieces alone: task / nursery / scope / wake-up / log line / metrics",
+                 " / ".join(f"{parts[k]:.1f}" for k in ("task_spawn_us", "nursery_with_task_us", "cancel_scope_us",
+                                                        "wakeup_us", "log_line_us", "metrics_us")) + " us", "", ""))
     engine_us = e["server_cpu_per_handshake_us"]["X25519MLKEM768"]
     rows.append(("engine alone: server CPU / hybrid handshake", f"{engine_us} us", "", ""))
     floor = sidecars._median(result["floor_rounds_us"])
@@ -140,6 +155,7 @@ def main() -> int:
     result: dict[str, Any] = {"engine": engine.run(rounds=100 if quick else int(os.environ.get("BENCH_ROUNDS", "300")))}
     result.update(sidecars.run(settings, floor=lambda: engine.crypto_floor_us(100 if quick else 200)))
     result["inside"] = inside_sidecar(settings.handshakes)
+    result["edge_parts"] = edge_parts(2000 if quick else 20000)
     result["probe_default_suite_s"] = probe_suite_seconds()
     result["summary"] = summarize(result)
     node_version = subprocess.run([str(sidecars.NODE), "-p", "process.versions.node + ' / OpenSSL ' + "

@@ -39,6 +39,17 @@ def test_inside_splits_a_connection_into_engine_and_edge() -> None:
     assert result["engine_calls_per_connection"] >= 5  # TLSServer(), the hello, the flight, Finished, ...
 
 
+def test_edge_parts_are_each_measured() -> None:
+    done = subprocess.run([sys.executable, "-m", "benchmarks.edge_parts", "300"], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    parts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(parts) == {"task_spawn_us", "nursery_with_task_us", "cancel_scope_us", "checkpoint_us", "wakeup_us",
+                          "bare_epoll_wakeup_us", "log_line_us", "metrics_us"}
+    assert all(parts[k] > 0 for k in parts if k not in ("wakeup_us", "bare_epoll_wakeup_us")), parts
+    assert parts["nursery_with_task_us"] > parts["task_spawn_us"]  # a nursery is a task and more
+
+
 @pytest.mark.parametrize("kind", ["pqproxy", "node"])
 @pytest.mark.parametrize("connect", ["handshake", "first-data"])
 def test_both_sidecars_hold_idle_connections_and_still_echo(pki: dict[str, Path], kind: str, connect: str) -> None:
