@@ -130,8 +130,9 @@ def table(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         rows.append((f"idle connections held by one process, {label}", f"{p[key]['held']} of {p[key]['asked']}",
                      f"{n[key]['held']} of {n[key]['asked']}", ""))
     inside = result["inside"]
-    rows.append(("inside the sidecar, per hybrid connection: engine / I/O edge",
-                 f"{inside['engine_us']} / {inside['edge_us']} us", "", ""))
+    rows.append(("inside the sidecar, per hybrid connection: engine (primitives + Python) / I/O edge",
+                 f"{inside['engine_us']} ({inside['engine_primitives_us']} + {inside['engine_python_us']}) / "
+                 f"{inside['edge_us']} us", "", ""))
     parts = result["edge_parts"]
     rows.append(("I/O edge pieces alone: task / nursery / scope / wake-up / log line / metrics",
                  " / ".join(f"{parts[k]:.1f}" for k in ("task_spawn_us", "nursery_with_task_us", "cancel_scope_us",
