@@ -83,12 +83,16 @@ def edge_parts(n: int) -> dict[str, Any]:
     return _module("edge_parts", str(n))
 
 
+def _range(ratios: list[float]) -> str:
+    return f" (rounds {min(ratios):.2f}-{max(ratios):.2f})" if ratios else ""
+
+
 def _median_ratio(ratios: list[float]) -> float | None:
     return round(sidecars._median(ratios), 2) if ratios else None
 
 
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
-    p, n = result["pqproxy"], result["node"]
+    p = result["pqproxy"]
     paired = result["paired_ratios"]
     return {
         # The median of the rounds' ratios (sidecars.py): what the drift of this VM leaves alone.
@@ -97,7 +101,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "hybrid_cpu_vs_floor": _median_ratio(result["floor_ratios"]["pqproxy"]),
         "node_hybrid_cpu_vs_floor": _median_ratio(result["floor_ratios"]["node"]),
         "classical_cpu_vs_node": _median_ratio(paired["X25519"]),
-        "cpu_per_gib_vs_node": _ratio(p["bulk"]["server_cpu_s_per_gib"], n["bulk"]["server_cpu_s_per_gib"]),
+        "cpu_per_gib_vs_node": _median_ratio(result["paired_bulk_ratios"]),
         "idle_rss_kib_per_connection": p["idle"]["rss_kib_per_connection"],
         "idle_connections_held": p["idle"]["held"],
         "idle_first_data_rss_kib_per_connection": p["idle_first_data"]["rss_kib_per_connection"],
@@ -113,7 +117,7 @@ def table(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     for group, key in (("X25519MLKEM768", "hybrid_cpu_vs_node"), ("X25519", "classical_cpu_vs_node")):
         ours, theirs, ratios = p[group]["server_cpu_us"], n[group]["server_cpu_us"], result["paired_ratios"][group]
         rows.append((f"server CPU / {group} handshake", f"{ours} us", f"{theirs} us",
-                     f"{s[key]} x (rounds {min(ratios):.2f}-{max(ratios):.2f})" if ratios else ""))
+                     f"{s[key]} x" + _range(ratios)))
     for group in ("X25519MLKEM768", "X25519"):
         ours = f"{p[group]['p50_ms']} / {p[group]['p99_ms']} ms"
         theirs = f"{n[group]['p50_ms']} / {n[group]['p99_ms']} ms"
@@ -122,7 +126,8 @@ def table(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rows.append(("bulk throughput (both directions)", f"{bulk_p['mib_s']} MiB/s", f"{bulk_n['mib_s']} MiB/s",
                  f"{_ratio(bulk_p['mib_s'], bulk_n['mib_s'])} x"))
     rows.append(("server CPU per GiB proxied", f"{bulk_p['server_cpu_s_per_gib']} s",
-                 f"{bulk_n['server_cpu_s_per_gib']} s", f"{s['cpu_per_gib_vs_node']} x"))
+                 f"{bulk_n['server_cpu_s_per_gib']} s",
+                 f"{s['cpu_per_gib_vs_node']} x" + _range(result["paired_bulk_ratios"])))
     for key, label in (("idle", "upstream connected at handshake"), ("idle_first_data", "upstream on first data")):
         rows.append((f"RSS per idle established connection, {label}", f"{p[key]['rss_kib_per_connection']} KiB",
                      f"{n[key]['rss_kib_per_connection']} KiB", _x(p[key]["rss_kib_per_connection"],

@@ -10,8 +10,9 @@ Never both under load at once, so they do not share the two cores:
   Both servers run side by side and take the load in turns, ``rounds`` rounds of ``handshakes / rounds``
   connections in the order A B, B A, A B, ... This VM drifts by tens of percent over minutes; a ratio of
   two rounds measured seconds apart does not, so the ratio reported is the median of the rounds' ratios.
-- bulk: one connection sends ``bulk_mib`` and reads it back through an echoing upstream: MiB/s through the
-  server (both directions) and server CPU per GiB proxied.
+- bulk: one connection a round sends ``bulk_mib / rounds`` and reads it back through an echoing upstream, in
+  the same alternating rounds: MiB/s through the server (both directions) and server CPU per GiB proxied, the
+  ratio again the median of the rounds'.
 - idle: ``idle`` connections handshake and stay open: the server's RSS growth per connection, and how many
   it held a second later (the most concurrent connections of the run). Again with the upstream connected on
   the client's first bytes (``--upstream-connect first-data``, and the same in the Node sidecar), where an
@@ -55,7 +56,7 @@ class Settings:
     handshakes: int = 2000
     rounds: int = 4  # the handshakes are measured in this many alternating rounds per server
     concurrency: int = 16
-    bulk_mib: int = 256
+    bulk_mib: int = 512  # in all, over the rounds: 128 MiB each way a round is ~35 clock ticks of server CPU
     idle: int = 9900  # two descriptors per proxied connection, and the hard RLIMIT_NOFILE here is 20000
     # With the upstream connected on the client's first bytes (--upstream-connect first-data), an idle
     # connection holds one descriptor: both servers hold this many so.
@@ -179,6 +180,8 @@ def paired_handshakes(pki: dict[str, Path], settings: Settings,
     per_round = max(1, settings.handshakes // settings.rounds)
     rounds: dict[str, dict[str, list[dict[str, Any]]]] = {kind: {label: [] for label in GROUPS} for kind in KINDS}
     floors: list[float] = []
+    bulk: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
+    per_round_bulk = max(1, settings.bulk_mib // settings.rounds) << 20
     try:
         for kind in KINDS:
             port = _free_port()
@@ -199,6 +202,12 @@ def paired_handshakes(pki: dict[str, Path], settings: Settings,
                     if result["errors"] or result["groups"] != {group: result["n"]}:
                         raise RuntimeError(f"{kind} {label}: {result}")
                     rounds[kind][label].append({"cpu_s": cpu1 - cpu0, **result})
+            for kind in (KINDS if r % 2 == 0 else KINDS[::-1]):
+                server, base = servers[kind]
+                cpu0, _ = server.stats()
+                result = _load({**base, "mode": "bulk", "bytes": per_round_bulk, "groups": "X25519MLKEM768"})
+                cpu1, _ = server.stats()
+                bulk[kind].append({"cpu_s": cpu1 - cpu0, **result})
     finally:
         for server, _ in servers.values():
             server.stop()
@@ -215,6 +224,15 @@ def paired_handshakes(pki: dict[str, Path], settings: Settings,
                 "p99_ms": round(_median([d["p99_ms"] for d in done]), 3),
                 "handshakes_per_s": round(n / sum(d["seconds"] for d in done), 1), "n": n}
     # (CPU time is counted in clock ticks of 10 ms: a round too short to be charged one has no ratio.)
+    for kind in KINDS:
+        moved = sum(d["bytes"] for d in bulk[kind])
+        out[kind]["bulk"] = {
+            "mib_s": round(moved / (1 << 20) / sum(d["seconds"] for d in bulk[kind]), 1),
+            "server_cpu_s_per_gib": round(sum(d["cpu_s"] for d in bulk[kind]) / (moved / (1 << 30)), 3),
+            "rounds_s_per_gib": [round(d["cpu_s"] / (d["bytes"] / (1 << 30)), 3) for d in bulk[kind]]}
+    out["paired_bulk_ratios"] = [round(a / b, 3) for a, b in zip(out["pqproxy"]["bulk"]["rounds_s_per_gib"],
+                                                               out["node"]["bulk"]["rounds_s_per_gib"], strict=True)
+                                 if b > 0]
     out["paired_ratios"] = {
         label: [round(a / b, 3) for a, b in zip(out["pqproxy"][label]["rounds_us"], out["node"][label]["rounds_us"],
                                                 strict=True) if b > 0]
@@ -234,18 +252,13 @@ def _median(values: list[float]) -> float:
 
 
 def measure(kind: str, pki: dict[str, Path], settings: Settings) -> dict[str, Any]:
-    """Bulk and idle connections for one server (the handshakes are ``paired_handshakes``)."""
+    """Idle connections for one server (the handshakes and the bulk transfers are ``paired_handshakes``)."""
     upstream_port, port = _free_port(), _free_port()
     upstream = _echo_upstream(upstream_port)
     server = _server(kind, port, upstream_port, pki)
     base = {"port": port, "ca": str(pki["ca"]), "servername": "localhost"}
     out: dict[str, Any] = {}
     try:
-        cpu0, _ = server.stats()
-        bulk = _load({**base, "mode": "bulk", "bytes": settings.bulk_mib << 20, "groups": "X25519MLKEM768"})
-        cpu1, _ = server.stats()
-        out["bulk"] = {"mib_s": round(bulk["mib_s"], 1),
-                       "server_cpu_s_per_gib": round((cpu1 - cpu0) / (bulk["bytes"] / (1 << 30)), 3)}
         out["idle"] = _idle(server, base, settings.idle)
     finally:
         server.stop()

@@ -75,7 +75,7 @@ def test_both_sidecars_hold_idle_connections_and_still_echo(pki: dict[str, Path]
 
 
 def test_paired_rounds_measure_both_servers_and_pair_their_ratios(pki: dict[str, Path]) -> None:
-    settings = sidecars.Settings(handshakes=90, rounds=3, concurrency=2)
+    settings = sidecars.Settings(handshakes=90, rounds=3, concurrency=2, bulk_mib=24)
     result = sidecars.paired_handshakes(pki, settings, floor=lambda: 100.0)
     for kind in ("pqproxy", "node"):
         for group in ("X25519MLKEM768", "X25519"):
@@ -85,6 +85,10 @@ def test_paired_rounds_measure_both_servers_and_pair_their_ratios(pki: dict[str,
     for group in ("X25519MLKEM768", "X25519"):
         ours, theirs = result["pqproxy"][group]["rounds_us"], result["node"][group]["rounds_us"]
         assert result["paired_ratios"][group] == [round(a / b, 3) for a, b in zip(ours, theirs, strict=True) if b]
+    for kind in ("pqproxy", "node"):
+        bulk = result[kind]["bulk"]
+        assert bulk["mib_s"] > 0 and len(bulk["rounds_s_per_gib"]) == 3, bulk  # 8 MiB each way a round
+    assert len(result["paired_bulk_ratios"]) <= 3
     assert result["floor_rounds_us"] == [100.0] * 3
     for kind in ("pqproxy", "node"):
         hybrid = result[kind]["X25519MLKEM768"]["rounds_us"]
