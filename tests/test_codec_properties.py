@@ -526,3 +526,59 @@ def test_dataclass_equality_is_what_round_trips_compare() -> None:
     a = ClientHello(random=bytes(32), cipher_suites=[0x1301], extensions=[Extension(ExtensionType.key_share, b"x")])
     b = dataclasses.replace(a, extensions=[Extension(ExtensionType.key_share, b"y")])
     assert a != b and ClientHello.decode(a.encode()[4:]) != b
+
+
+# --- the extension block: the fast decoder against the plain reading of RFC 8446 §4.2 --------------------
+
+
+def _extensions_by_reader(r: Reader, what: str) -> list[Extension]:
+    """extension_type and vector<0..2^16-1> of extension_data, field by field with ``Reader``."""
+    block = r.sub16(f"{what} extensions")
+    out = []
+    while not block.at_end():
+        ext_type = block.uint16("extension type")
+        try:
+            data = block.vector16("extension")
+        except TLSAlert as exc:
+            raise TLSAlert(AlertDescription.decode_error, f"extension 0x{ext_type:04x}: {exc.reason}") from None
+        out.append(Extension(ext_type, data))
+    return out
+
+
+def _outcome(decode: Callable[[Reader, str], list[Extension]], data: bytes) -> tuple[str, Any]:
+    reader = Reader(data)
+    try:
+        extensions = decode(reader, "ClientHello")
+    except TLSAlert as exc:
+        return "alert", (exc.description, exc.reason)
+    return "ok", (extensions, reader.remaining)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=64),
+    st.lists(st.tuples(st.integers(0, 0xFFFF), st.binary(max_size=40)), max_size=8).flatmap(
+        lambda exts: st.sampled_from([0, 1, 2, 3, 5]).map(lambda cut: _cut_block(exts, cut))),
+))
+def test_extension_block_decodes_as_the_field_by_field_reading_does(data: bytes) -> None:
+    """Same extensions, same bytes left, or the same decode_error with the same reason."""
+    assert _outcome(decode_extensions, data) == _outcome(_extensions_by_reader, data)
+
+
+def _cut_block(exts: list[tuple[int, bytes]], cut: int) -> bytes:
+    """An extension block (with trailing bytes after it), its last ``cut`` bytes missing from inside it."""
+    body = b"".join(Extension(t, d).encode() for t, d in exts)
+    block = len(body).to_bytes(2, "big") + body
+    return (block[: len(block) - cut] if cut else block + b"\x00\x01") if body else block
+
+
+@pytest.mark.parametrize(("block", "reason"), [
+    (b"\x00\x01\x00", "truncated extension type"),
+    (b"\x00\x03\x00\x2b\x00", "extension 0x002b: truncated extension"),
+    (b"\x00\x06\x00\x2b\x00\x05\x03\x04", "extension 0x002b: truncated extension: need 5 bytes, have 2"),
+    (b"\x00\x09\x00\x2b", "truncated ClientHello extensions: need 9 bytes, have 2"),
+])
+def test_a_truncated_extension_is_named_in_the_alert(block: bytes, reason: str) -> None:
+    with pytest.raises(TLSAlert) as caught:
+        decode_extensions(Reader(block), "ClientHello")
+    assert caught.value.description == AlertDescription.decode_error and caught.value.reason == reason

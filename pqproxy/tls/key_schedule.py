@@ -18,6 +18,11 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from .codepoints import CipherSuite
 
+try:  # OpenSSL's one-shot HMAC, which hmac.digest calls, without that wrapper's Python (~20 bytecodes a call)
+    from _hashlib import hmac_digest as _hmac_digest
+except ImportError:  # pragma: no cover - a CPython built without OpenSSL's hashlib
+    _hmac_digest = hmac.digest  # type: ignore[assignment]
+
 
 @dataclass(frozen=True)
 class CipherSuiteInfo:
@@ -67,8 +72,8 @@ _DIGEST_LEN = {"sha256": 32, "sha384": 48}
 
 
 def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
-    """HKDF-Extract (RFC 5869 §2.2): HMAC-Hash(salt, IKM), OpenSSL's HMAC through ``hmac.digest``."""
-    return hmac.digest(salt, ikm, hash_name)
+    """HKDF-Extract (RFC 5869 §2.2): HMAC-Hash(salt, IKM), OpenSSL's HMAC."""
+    return _hmac_digest(salt, ikm, hash_name)
 
 
 def hkdf_expand_label(hash_name: str, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
@@ -85,18 +90,19 @@ def hkdf_expand_label(hash_name: str, secret: bytes, label: bytes, context: byte
         prefix = length.to_bytes(2, "big") + bytes((len(full_label),)) + full_label
         if len(_LABEL_PREFIX) < 64:  # the RFC's labels, a handful of lengths: bounded all the same
             _LABEL_PREFIX[(label, length)] = prefix
-    info = prefix + bytes((len(context),)) + context
     if length <= _DIGEST_LEN[hash_name]:
-        return hmac.digest(secret, info + b"\x01", hash_name)[:length]
-    return HKDFExpand(_HASHES[hash_name], length, info).derive(secret)
+        out = _hmac_digest(secret, prefix + _LENGTH_BYTE[len(context)] + context + b"\x01", hash_name)
+        return out if len(out) == length else out[:length]
+    return HKDFExpand(_HASHES[hash_name], length, prefix + _LENGTH_BYTE[len(context)] + context).derive(secret)
 
 
 # HkdfLabel's length and label fields, which depend only on the call site (RFC 8446 §7.1).
 _LABEL_PREFIX: dict[tuple[bytes, int], bytes] = {}
+_LENGTH_BYTE = tuple(bytes((n,)) for n in range(256))  # the context's one-byte length prefix
 
 
 def hmac_digest(hash_name: str, key: bytes, data: bytes) -> bytes:
-    return hmac.digest(key, data, hash_name)
+    return _hmac_digest(key, data, hash_name)
 
 
 def secrets_equal(a: bytes, b: bytes) -> bool:

@@ -154,6 +154,9 @@ class RecordLayer:
         fragment = self.write_fragment
         ct_byte = bytes((content_type,))
         block = self.padding_block
+        if total <= fragment and not block:  # one record, no padding: every handshake flight, most writes
+            header = _APP_HEADER_PREFIX + (total + 1 + AEAD_TAG).to_bytes(2, "big")
+            return header + cipher.seal(bytes(data) + ct_byte, header)
         parts: list[bytes] = []
         view = memoryview(data)
         for start in range(0, max(total, 1), fragment):
