@@ -16,9 +16,15 @@ const options = { host: '127.0.0.1', port: cfg.port, ca, servername: cfg.servern
 function connect() {
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
-    const socket = tls.connect({ ...options, noDelay: true },
-                               () => resolve({ socket, ms: Number(process.hrtime.bigint() - started) / 1e6 }));
-    socket.once('error', reject);
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no handshake in ${STALL_MS} ms (socket ${socket.connecting ? 'connecting' : 'connected'})`));
+    }, STALL_MS);
+    const socket = tls.connect({ ...options, noDelay: true }, () => {
+      clearTimeout(timer);
+      resolve({ socket, ms: Number(process.hrtime.bigint() - started) / 1e6 });
+    });
+    socket.once('error', (e) => { clearTimeout(timer); reject(e); });
   });
 }
 

@@ -177,6 +177,9 @@ def main() -> int:
     print(f"{'measure':<{widths[0]}}  {'pqproxy':<{widths[1]}}  {'node 26':<{widths[2]}}  ratio")
     for row in rows:
         print("  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row)).rstrip())
+    for kind in ("pqproxy", "node"):
+        for stall in result[kind]["bulk"]["stalled_and_retried"]:
+            print(f"\nnote: a {kind} bulk transfer stalled and was run again: {stall}")
     print(f"\nsummary: {json.dumps(result['summary'])}")
     print(f"written: {out / 'bench.json'}")
     return 0
