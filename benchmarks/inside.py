@@ -71,15 +71,12 @@ class _TimedAEAD:
 
 def _time_primitives(primitives: list[Any]) -> None:
     """Wrap the primitives where the engine calls them; their CPU seconds and calls go into ``primitives``."""
-    import hmac
-    import types
-
     from pqproxy.tls import certificates, groups, kem, key_schedule
 
     for owner, name in ((kem._CryptographyKEM, "encapsulate"), (groups._ECDH, "generate"), (groups._ECDH, "exchange"),
                         (certificates, "sign")):
         setattr(owner, name, _timed(getattr(owner, name), primitives))
-    key_schedule.hmac = types.SimpleNamespace(digest=_timed(hmac.digest, primitives))  # type: ignore[assignment]
+    key_schedule._hmac_digest = _timed(key_schedule._hmac_digest, primitives)
     for suite in key_schedule.CIPHER_SUITES.values():
         real = suite.aead
         timed_new = _timed(real, primitives)

@@ -38,7 +38,7 @@ def test_inside_splits_a_connection_into_engine_and_edge() -> None:
     assert abs(result["engine_us"] + result["edge_us"] - result["total_us"]) < 1
     assert result["engine_calls_per_connection"] >= 5  # TLSServer(), the hello, the flight, Finished, ...
     # ML-KEM, X25519 twice, ECDSA, the key schedule's HMACs, the AES-GCM keys and records: timed where called.
-    assert result["primitive_calls_per_connection"] >= 30
+    assert result["primitive_calls_per_connection"] >= 30  # 21 of them HMAC: none may go untimed
     assert result["engine_primitives_us"] > 0 and result["engine_python_us"] > 0
     assert abs(result["engine_primitives_us"] + result["engine_python_us"] - result["engine_us"]) < 1
 
