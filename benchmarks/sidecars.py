@@ -24,6 +24,7 @@ The upstream is a Node echo server, so the harness's Python does not compete for
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import resource
@@ -61,6 +62,25 @@ class Settings:
     # With the upstream connected on the client's first bytes (--upstream-connect first-data), an idle
     # connection holds one descriptor: both servers hold this many so.
     idle_first_data: int = 10000
+
+
+def _child_setup() -> Callable[[], None]:
+    """What every process the harness starts runs before exec: more descriptors, and death with the thread
+    that started it (a harness killed by SIGKILL or SIGTERM runs no ``finally``: its servers, in sessions of
+    their own, lived on before)."""
+    parent = os.getpid()
+
+    def setup() -> None:
+        _more_files()
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the harness died before the prctl took effect
+            os._exit(1)
+
+    return setup
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: a forked child should not dlopen
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def _more_files() -> None:
@@ -108,7 +128,7 @@ class _Process:
     def __init__(self, argv: list[str], ready: str, *, on_stderr: bool = False, timeout: float = 30) -> None:
         pipe, null = subprocess.PIPE, subprocess.DEVNULL
         self.proc = subprocess.Popen(argv, stdout=null if on_stderr else pipe, stderr=pipe if on_stderr else null,
-                                     text=True, start_new_session=True, preexec_fn=_more_files)
+                                     text=True, start_new_session=True, preexec_fn=_child_setup())
         stream = self.proc.stderr if on_stderr else self.proc.stdout
         assert stream is not None
         deadline = time.monotonic() + timeout
@@ -139,7 +159,7 @@ class _Process:
 
 def _load(config: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
     done = subprocess.run([str(NODE), str(HERE / "node_load.js"), json.dumps(config)], capture_output=True,
-                          text=True, timeout=timeout, preexec_fn=_more_files)
+                          text=True, timeout=timeout, preexec_fn=_child_setup())
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"load generator failed: {done.stdout[-500:]} {done.stderr[-500:]}")
@@ -293,7 +313,7 @@ def _idle(server: _Process, base: dict[str, Any], n: int) -> dict[str, Any]:
     _, rss0 = server.stats()
     client = subprocess.Popen([str(NODE), str(HERE / "node_load.js"),
                                json.dumps({**base, "mode": "idle", "n": n, "groups": "X25519MLKEM768"})],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=_more_files)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=_child_setup())
     try:
         assert client.stdout is not None
         held = json.loads(client.stdout.readline())
