@@ -187,9 +187,9 @@ def _server(kind: str, port: int, upstream: int, pki: dict[str, Path], connect: 
 KINDS = ("pqproxy", "node")
 
 
-def paired_handshakes(pki: dict[str, Path], settings: Settings,
-                      floor: Callable[[], float] | None = None) -> dict[str, Any]:
-    """Server CPU per connection and latency for both servers, in alternating rounds (see the module docstring).
+def paired_rounds(pki: dict[str, Path], settings: Settings, floor: Callable[[], float] | None = None) -> dict[str, Any]:
+    """Server CPU per connection, latency and bulk transfers for both servers, in alternating rounds (see the
+    module docstring).
 
     ``floor``, if given, measures the crypto floor (µs) in this process; it runs once per round, just before
     the round's hybrid handshakes, so that each round has its own floor to be divided by.
@@ -197,12 +197,10 @@ def paired_handshakes(pki: dict[str, Path], settings: Settings,
     upstream_port = _free_port()
     upstream = _echo_upstream(upstream_port)
     servers: dict[str, tuple[_Process, dict[str, Any]]] = {}
-    per_round = max(1, settings.handshakes // settings.rounds)
     rounds: dict[str, dict[str, list[dict[str, Any]]]] = {kind: {label: [] for label in GROUPS} for kind in KINDS}
     floors: list[float] = []
     bulk: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
     stalls: dict[str, list[str]] = {kind: [] for kind in KINDS}
-    per_round_bulk = max(1, settings.bulk_mib // settings.rounds) << 20
     try:
         for kind in KINDS:
             port = _free_port()
@@ -211,35 +209,14 @@ def paired_handshakes(pki: dict[str, Path], settings: Settings,
             _load({**base, "mode": "handshakes", "n": WARM_UP, "concurrency": settings.concurrency,
                    "groups": "X25519MLKEM768"})  # warm-up
         for r in range(settings.rounds):
+            order = KINDS if r % 2 == 0 else KINDS[::-1]
             if floor is not None:
                 floors.append(floor())
             for label, group in GROUPS.items():
-                for kind in (KINDS if r % 2 == 0 else KINDS[::-1]):
-                    server, base = servers[kind]
-                    cpu0, _ = server.stats()
-                    result = _load({**base, "mode": "handshakes", "n": per_round,
-                                    "concurrency": settings.concurrency, "groups": group})
-                    cpu1, _ = server.stats()
-                    if result["errors"] or result["groups"] != {group: result["n"]}:
-                        raise RuntimeError(f"{kind} {label}: {result}")
-                    rounds[kind][label].append({"cpu_s": cpu1 - cpu0, **result})
-            for kind in (KINDS if r % 2 == 0 else KINDS[::-1]):
-                server, base = servers[kind]
-                for attempt in (1, 2):
-                    cpu0, _ = server.stats()
-                    try:
-                        result = _load({**base, "mode": "bulk", "bytes": per_round_bulk, "groups": "X25519MLKEM768"},
-                                       timeout=120)
-                    except RuntimeError as exc:
-                        # A transfer that stalls (node_load.js says so after 30 s) is tried once more, and
-                        # reported: two in a row is a failure of the run.
-                        stalls[kind].append(str(exc)[-300:])
-                        if attempt == 2:
-                            raise
-                        continue
-                    cpu1, _ = server.stats()
-                    bulk[kind].append({"cpu_s": cpu1 - cpu0, **result})
-                    break
+                for kind in order:
+                    rounds[kind][label].append(_handshake_round(*servers[kind], group, settings))
+            for kind in order:
+                bulk[kind].append(_bulk_round(*servers[kind], settings, stalls[kind]))
     finally:
         for server, _ in servers.values():
             server.stop()
@@ -255,7 +232,6 @@ def paired_handshakes(pki: dict[str, Path], settings: Settings,
                 "p50_ms": round(_median([d["p50_ms"] for d in done]), 3),
                 "p99_ms": round(_median([d["p99_ms"] for d in done]), 3),
                 "handshakes_per_s": round(n / sum(d["seconds"] for d in done), 1), "n": n}
-    # (CPU time is counted in clock ticks of 10 ms: a round too short to be charged one has no ratio.)
     for kind in KINDS:
         moved = sum(d["bytes"] for d in bulk[kind])
         out[kind]["bulk"] = {
@@ -263,6 +239,7 @@ def paired_handshakes(pki: dict[str, Path], settings: Settings,
             "server_cpu_s_per_gib": round(sum(d["cpu_s"] for d in bulk[kind]) / (moved / (1 << 30)), 3),
             "rounds_s_per_gib": [round(d["cpu_s"] / (d["bytes"] / (1 << 30)), 3) for d in bulk[kind]],
             "stalled_and_retried": stalls[kind]}
+    # (CPU time is counted in clock ticks of 10 ms: a round too short to be charged one has no ratio.)
     out["paired_bulk_ratios"] = [round(a / b, 3) for a, b in zip(out["pqproxy"]["bulk"]["rounds_s_per_gib"],
                                                                out["node"]["bulk"]["rounds_s_per_gib"], strict=True)
                                  if b > 0]
@@ -278,6 +255,35 @@ def paired_handshakes(pki: dict[str, Path], settings: Settings,
     return out
 
 
+def _handshake_round(server: _Process, base: dict[str, Any], group: str, settings: Settings) -> dict[str, Any]:
+    """One round of full connections of one group: the server's CPU over them and the client's result."""
+    cpu0, _ = server.stats()
+    result = _load({**base, "mode": "handshakes", "n": max(1, settings.handshakes // settings.rounds),
+                    "concurrency": settings.concurrency, "groups": group})
+    cpu1, _ = server.stats()
+    if result["errors"] or result["groups"] != {group: result["n"]}:
+        raise RuntimeError(f"{group}: {result}")
+    return {"cpu_s": cpu1 - cpu0, **result}
+
+
+def _bulk_round(server: _Process, base: dict[str, Any], settings: Settings, stalls: list[str]) -> dict[str, Any]:
+    """One bulk transfer and the server's CPU over it. One that stalls (node_load.js says so after 30 s) is
+    run once more and recorded in ``stalls``; two in a row fail the run."""
+    for attempt in (1, 2):
+        cpu0, _ = server.stats()
+        try:
+            result = _load({**base, "mode": "bulk", "bytes": max(1, settings.bulk_mib // settings.rounds) << 20,
+                            "groups": "X25519MLKEM768"}, timeout=120)
+        except RuntimeError as exc:
+            stalls.append(str(exc)[-300:])
+            if attempt == 2:
+                raise
+            continue
+        cpu1, _ = server.stats()
+        return {"cpu_s": cpu1 - cpu0, **result}
+    raise AssertionError("unreachable")
+
+
 def _median(values: list[float]) -> float:
     ordered = sorted(values)
     middle = len(ordered) // 2
@@ -285,7 +291,7 @@ def _median(values: list[float]) -> float:
 
 
 def measure(kind: str, pki: dict[str, Path], settings: Settings) -> dict[str, Any]:
-    """Idle connections for one server (the handshakes and the bulk transfers are ``paired_handshakes``)."""
+    """Idle connections for one server (the handshakes and the bulk transfers are ``paired_rounds``)."""
     upstream_port, port = _free_port(), _free_port()
     upstream = _echo_upstream(upstream_port)
     server = _server(kind, port, upstream_port, pki)
@@ -337,7 +343,7 @@ def run(settings: Settings | None = None, floor: Callable[[], float] | None = No
         raise RuntimeError(f"Node.js 26 not found at {NODE}: make peers")
     with tempfile.TemporaryDirectory(prefix="pqproxy-bench-") as tmp:
         pki = write_dev_pki(Path(tmp), alg="ecdsa", names=("localhost", "127.0.0.1"))
-        results = paired_handshakes(pki, settings, floor)
+        results = paired_rounds(pki, settings, floor)
         for kind in KINDS:
             results[kind].update(measure(kind, pki, settings))
     results["settings"] = settings.__dict__

@@ -76,7 +76,7 @@ def test_both_sidecars_hold_idle_connections_and_still_echo(pki: dict[str, Path]
 
 def test_paired_rounds_measure_both_servers_and_pair_their_ratios(pki: dict[str, Path]) -> None:
     settings = sidecars.Settings(handshakes=90, rounds=3, concurrency=2, bulk_mib=24)
-    result = sidecars.paired_handshakes(pki, settings, floor=lambda: 100.0)
+    result = sidecars.paired_rounds(pki, settings, floor=lambda: 100.0)
     for kind in ("pqproxy", "node"):
         for group in ("X25519MLKEM768", "X25519"):
             measured = result[kind][group]
