@@ -337,9 +337,12 @@ def ext(ext_type: ExtensionType | int, body: object | bytes = b"") -> Extension:
 
 def check_extension_block(extensions: list[Extension], where: str) -> set[int]:
     """RFC 8446 §4.2: at most one extension of a type per block."""
-    seen: set[int] = set()
-    for e in extensions:
-        if e.type in seen:
-            raise illegal_parameter(f"duplicate extension 0x{e.type:04x} in {where}")
-        seen.add(e.type)
+    types = [e.type for e in extensions]
+    seen = set(types)
+    if len(seen) != len(types):
+        first: set[int] = set()
+        for t in types:
+            if t in first:
+                raise illegal_parameter(f"duplicate extension 0x{t:04x} in {where}")
+            first.add(t)
     return seen
