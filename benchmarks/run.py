@@ -8,7 +8,7 @@
    connections held. The ratios are medians of the rounds' ratios.
 3. Inside the sidecar (``inside.py``): a hybrid connection's CPU split into the engine's and the I/O edge's;
    and the edge's pieces each alone (``edge_parts.py``: a task, a nursery, a cancel scope, a trio wake-up, the
-   log line, the metrics of a connection).
+   log line, the metrics of a connection); and the bytecodes a server handshake executes (``bytecodes.py``).
 4. The ``default`` probe suite against one healthy target (``pqproxy server`` on loopback), timed.
 
 Writes ``benchmarks/results/bench.json`` and prints the table that ``benchmarks/README.md`` shows, with the
@@ -83,6 +83,10 @@ def edge_parts(n: int) -> dict[str, Any]:
     return _module("edge_parts", str(n))
 
 
+def bytecodes() -> dict[str, Any]:
+    return _module("bytecodes", "20", "10")
+
+
 def _range(ratios: list[float]) -> str:
     return f" (rounds {min(ratios):.2f}-{max(ratios):.2f})" if ratios else ""
 
@@ -144,6 +148,8 @@ def table(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                                                         "wakeup_us", "log_line_us", "metrics_us")) + " us", "", ""))
     engine_us = e["server_cpu_per_handshake_us"]["X25519MLKEM768"]
     rows.append(("engine alone: server CPU / hybrid handshake", f"{engine_us} us", "", ""))
+    rows.append(("engine alone: bytecodes / server hybrid handshake (a count: no noise)",
+                 f"{result['bytecodes']['bytecodes_per_handshake']:,}", "", ""))
     floor = sidecars._median(result["floor_rounds_us"])
     rows.append(("crypto floor of a hybrid server handshake, beside the rounds", f"{floor:.1f} us", "",
                  f"pqproxy {s['hybrid_cpu_vs_floor']} x, Node {s['node_hybrid_cpu_vs_floor']} x floor"))
@@ -162,6 +168,7 @@ def main() -> int:
     result.update(sidecars.run(settings, floor=lambda: engine.crypto_floor_us(100 if quick else 200)))
     result["inside"] = inside_sidecar(settings.handshakes)
     result["edge_parts"] = edge_parts(2000 if quick else 20000)
+    result["bytecodes"] = bytecodes()
     result["probe_default_suite_s"] = probe_suite_seconds()
     result["summary"] = summarize(result)
     node_version = subprocess.run([str(sidecars.NODE), "-p", "process.versions.node + ' / OpenSSL ' + "

@@ -54,6 +54,16 @@ def test_edge_parts_are_each_measured() -> None:
     assert parts["nursery_with_task_us"] > parts["task_spawn_us"]  # a nursery is a task and more
 
 
+def test_the_bytecode_count_is_the_same_twice() -> None:
+    """A count, not a timing: the same engine executes the same bytecodes for the same handshake."""
+    from benchmarks import bytecodes
+
+    first, second = bytecodes.count(3, 5), bytecodes.count(3, 5)
+    assert first["bytecodes_per_handshake"] > 1000, first
+    assert first["bytecodes_per_handshake"] == second["bytecodes_per_handshake"]
+    assert len(first["top"]) == 5 and all(f["per_handshake"] > 0 for f in first["top"])
+
+
 @pytest.mark.parametrize("kind", ["pqproxy", "node"])
 @pytest.mark.parametrize("connect", ["handshake", "first-data"])
 def test_both_sidecars_hold_idle_connections_and_still_echo(pki: dict[str, Path], kind: str, connect: str) -> None:
