@@ -148,41 +148,6 @@ def test_a_require_server_refuses_a_client_without_a_key(pki: dict[str, Path], k
         server.stop()
 
 
-def test_a_replayed_key_id_is_refused(pki: dict[str, Path], kme: KME, upstream: Backend) -> None:
-    server = Sidecar("server", server_args(pki, upstream.address, *qkd(kme, "bob", "require")))
-    try:
-        async def fresh_key() -> tuple[str, bytes]:
-            alice = ETSI014Client(kme.settings("alice"))
-            try:
-                (key,) = (await alice.enc_keys("bob")).keys
-                return key.key_ID, bytes(key.material())
-            finally:
-                await alice.aclose()
-
-        key_id, material = trio.run(fresh_key)
-        psk = ExternalPSK(QKDIdentity("alice", key_id).encode(), material)
-        config = TLSConfig(server_name="localhost", trust_store=load_trust_store(str(pki["ca"])), external_psk=psk)
-        first = EngineClient(server.port, config)
-        info = first.handshake()
-        assert info is not None and info.psk == "external", first.events
-        first.send(b"ping")
-        assert first.read_until(4) == b"ping"
-        first.close_write()
-        first.read_to_end()
-        first.sock.close()
-        again = EngineClient(server.port, config)  # the same ClientHello PSK, key_ID and key again
-        assert again.handshake() is None
-        assert "unknown_psk_identity" in again.alerts_received()
-        again.sock.close()
-        records = server.wait_count(conn("server"), 2)
-        assert records[0]["qkd"] == "keyed" and records[0]["qkd_key_id"] == key_id
-        assert records[1]["qkd"] == "refused" and records[1]["qkd_error"].startswith("replayed")
-        assert server.metric("pqproxy_qkd_keys_total", result="replayed") == 1
-        assert int(AlertDescription.unknown_psk_identity) == 115
-    finally:
-        server.stop()
-
-
 def _fresh_key(kme: KME) -> tuple[str, bytes]:
     async def enc_keys() -> tuple[str, bytes]:
         alice = ETSI014Client(kme.settings("alice"))
@@ -208,6 +173,24 @@ def _keyed_roundtrip(port: int, pki: dict[str, Path], key_id: str, material: byt
         client.read_to_end()
     client.sock.close()
     return info is not None and info.psk == "external", client
+
+
+def test_a_replayed_key_id_is_refused(pki: dict[str, Path], kme: KME, upstream: Backend) -> None:
+    server = Sidecar("server", server_args(pki, upstream.address, *qkd(kme, "bob", "require")))
+    try:
+        key_id, material = _fresh_key(kme)
+        keyed, first = _keyed_roundtrip(server.port, pki, key_id, material)
+        assert keyed, first.events
+        # The same ClientHello PSK, key_ID and key again.
+        keyed, again = _keyed_roundtrip(server.port, pki, key_id, material)
+        assert not keyed and "unknown_psk_identity" in again.alerts_received()
+        records = server.wait_count(conn("server"), 2)
+        assert records[0]["qkd"] == "keyed" and records[0]["qkd_key_id"] == key_id
+        assert records[1]["qkd"] == "refused" and records[1]["qkd_error"].startswith("replayed")
+        assert server.metric("pqproxy_qkd_keys_total", result="replayed") == 1
+        assert int(AlertDescription.unknown_psk_identity) == 115
+    finally:
+        server.stop()
 
 
 def test_a_reload_keeps_the_replay_guard_watches_the_link_and_closes_the_old_kme_client(
