@@ -91,8 +91,7 @@ def hkdf_expand_label(hash_name: str, secret: bytes, label: bytes, context: byte
         if len(_LABEL_PREFIX) < 64:  # the RFC's labels, a handful of lengths: bounded all the same
             _LABEL_PREFIX[(label, length)] = prefix
     if length <= _DIGEST_LEN[hash_name]:
-        out = _hmac_digest(secret, prefix + _LENGTH_BYTE[len(context)] + context + b"\x01", hash_name)
-        return out if len(out) == length else out[:length]
+        return _hmac_digest(secret, prefix + _LENGTH_BYTE[len(context)] + context + b"\x01", hash_name)[:length]
     return HKDFExpand(_HASHES[hash_name], length, prefix + _LENGTH_BYTE[len(context)] + context).derive(secret)
 
 
