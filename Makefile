@@ -1,5 +1,5 @@
 # pqproxy: `make demo` and `make test` set everything up on a fresh machine, then run.
-PY       ?= python3
+PY       ?= $(shell ./scripts/pick-python.sh)
 VENV     := .venv
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
@@ -9,8 +9,14 @@ PYTEST_WORKERS ?= auto
 
 all: test
 
+# A venv made with another interpreter than $(PY) is made again (--clear), as if pyproject.toml had changed.
+ifneq ($(shell cat $(VENV)/.python 2>/dev/null),$(PY))
+$(shell rm -f $(STAMP))
+endif
+
 $(STAMP): pyproject.toml
-	$(PY) -m venv $(VENV)
+	$(PY) -m venv --clear $(VENV)
+	echo '$(PY)' > $(VENV)/.python
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)

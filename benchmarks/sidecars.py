@@ -173,12 +173,14 @@ def _echo_upstream(port: int) -> _Process:
     return _Process([str(NODE), "-e", script, str(port)], "ready")
 
 
-def _server(kind: str, port: int, upstream: int, pki: dict[str, Path], connect: str = "handshake") -> _Process:
-    """``connect``: when the upstream is connected, "handshake" (once it is done) or "first-data"."""
+def _server(kind: str, port: int, upstream: int, pki: dict[str, Path], connect: str = "handshake",
+            python: str = sys.executable) -> _Process:
+    """``connect``: when the upstream is connected, "handshake" (once it is done) or "first-data"; ``python``:
+    the interpreter pqproxy runs under (one with pqproxy installed)."""
     if kind == "node":
         return _Process([str(NODE), str(HERE / "node_sidecar.js"), str(port), str(upstream), str(pki["server"]),
                          str(pki["server_key"]), SERVER_GROUPS, connect], "ready")
-    argv = [sys.executable, "-m", "pqproxy", "server", "--listen", f"127.0.0.1:{port}", "--upstream",
+    argv = [python, "-m", "pqproxy", "server", "--listen", f"127.0.0.1:{port}", "--upstream",
             f"127.0.0.1:{upstream}", "--cert", str(pki["server"]), "--key", str(pki["server_key"]),
             "--workers", "1", "--max-connections", "40000", "--upstream-connect", connect]
     return _Process(argv, '"listening"', on_stderr=True)  # pqproxy logs JSON on stderr; this once a worker is up

@@ -104,3 +104,15 @@ def test_paired_rounds_measure_both_servers_and_pair_their_ratios(pki: dict[str,
         hybrid = result[kind]["X25519MLKEM768"]["rounds_us"]
         assert result["floor_ratios"][kind] == [round(us / 100.0, 3) for us in hybrid if us]
     assert sidecars._median([3.0, 1.0, 2.0]) == 2.0 and sidecars._median([4.0, 1.0, 2.0, 3.0]) == 2.5
+
+
+def test_two_interpreters_are_measured_in_alternating_rounds(pki: dict[str, Path]) -> None:
+    from benchmarks import interpreters
+
+    result = interpreters.compare(sys.executable, rounds=2, per_round=60, warm_up=10)
+    interpreter = str(Path(sys.executable).resolve())
+    assert result["executables"] == {"this": interpreter, "other": interpreter}, result
+    assert result["versions"]["this"] == result["versions"]["other"] == sys.version.split()[0]
+    this, other = result["rounds_us"]["this"], result["rounds_us"]["other"]
+    assert len(this) == len(other) == 2 and all(us > 0 for us in this + other), result
+    assert result["ratios"] == [round(b / a, 3) for a, b in zip(this, other, strict=True)]
