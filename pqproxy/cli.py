@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not verify the server (testing only)")
     client.add_argument("--cert", metavar="FILE", help="client certificate for mutual TLS")
     client.add_argument("--key", metavar="FILE", help="client private key for mutual TLS")
+    client.add_argument("--remote-connect", choices=("accept", "first-data"),
+                        help="connect the remote server (and fetch the QKD key) when the application connects "
+                             "(default), or only when it sends its first bytes (not for protocols where the "
+                             "server speaks first)")
     _add_common(client)
     client.set_defaults(func=run_client)
 

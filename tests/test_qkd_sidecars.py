@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,6 +106,28 @@ def test_require_keys_every_connection_with_its_own_key(pair: tuple[Sidecar, Sid
     assert server.metric("pqproxy_qkd_kme_request_duration_seconds_count", operation="dec_keys") == 3
     for line in client.proc.lines + server.proc.lines:  # key_IDs, never keys
         assert '"key"' not in line and "material" not in line
+
+
+def test_a_first_data_client_takes_no_key_for_a_connection_that_stays_idle(pki: dict[str, Path], kme: KME,
+                                                                            upstream: Backend) -> None:
+    server = Sidecar("server", server_args(pki, upstream.address, *qkd(kme, "bob", "require")))
+    client = Sidecar("client", client_args(pki, server.port, "--remote-connect", "first-data",
+                                           *qkd(kme, "alice", "require", "bob")))
+    try:
+        with socket.create_connection((HOST, client.port), timeout=TIMEOUT) as idle:
+            time.sleep(0.3)
+            assert client.metric("pqproxy_qkd_kme_request_duration_seconds_count", operation="enc_keys") == 0
+            assert roundtrip(client.port, b"a pooled connection in use") == b"a pooled connection in use"
+            idle.shutdown(socket.SHUT_WR)  # and the idle one leaves without a word
+            assert idle.recv(64) == b""
+        used, left = sorted(client.wait_count(conn("client"), 2), key=lambda r: "qkd" in r, reverse=True)
+        assert used["qkd"] == "keyed" and used["result"] == "ok" and used["bytes_up"] == 26, used
+        assert left["result"] == "ok" and "qkd" not in left and "upstream" not in left, left
+        assert client.metric("pqproxy_qkd_kme_request_duration_seconds_count", operation="enc_keys") == 1
+        assert server.metric("pqproxy_qkd_keys_total", result="ok") == 1
+    finally:
+        client.stop(check=False)
+        server.stop(check=False)
 
 
 def test_kme_down_require_refuses_prefer_degrades(pki: dict[str, Path], kme: KME, upstream: Backend) -> None:

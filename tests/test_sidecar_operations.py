@@ -542,6 +542,47 @@ def test_upstream_connect_first_data_silent_client_is_an_idle_timeout(pki: dict[
         assert echo.accepted == 0
 
 
+def test_client_remote_connect_first_data_connects_only_when_the_application_speaks(pki: dict[str, Path]) -> None:
+    with backend() as echo, \
+            running("server", server_args(pki, echo.address, "--drain-timeout", "1")) as server, \
+            running("client", client_args(pki, server.port, "--remote-connect", "first-data",
+                                          "--drain-timeout", "1"), admin=False) as client:
+        with socket.create_connection((HOST, client.port), timeout=TIMEOUT) as app:
+            time.sleep(0.3)
+            assert server.metric(HANDSHAKES, result="ok", group=HYBRID) == 0, "no handshake before the first bytes"
+            assert not server.connections() and echo.accepted == 0
+            app.sendall(b"first words")
+            received = b""
+            while len(received) < 11 and (chunk := app.recv(64)):
+                received += chunk
+            assert received == b"first words"
+            assert server.metric(HANDSHAKES, result="ok", group=HYBRID) == 1 and echo.accepted == 1
+        record = client.wait_for(is_connection)
+        assert record["result"] == "ok" and record["group"] == HYBRID, record
+        assert record["bytes_up"] == 11 and record["bytes_down"] == 11 and record["upstream"] == f"{HOST}:{server.port}"
+        # An application that connects and leaves without a word never costs the remote a connection.
+        with socket.create_connection((HOST, client.port), timeout=TIMEOUT) as app:
+            app.shutdown(socket.SHUT_WR)
+            assert app.recv(64) == b""
+        record = client.wait_count(is_connection, 2)[-1]
+        assert record["result"] == "ok" and "upstream" not in record and "group" not in record, record
+        assert server.metric(HANDSHAKES, result="ok", group=HYBRID) == 1 and echo.accepted == 1
+
+
+def test_client_remote_connect_first_data_silent_application_is_an_idle_timeout(pki: dict[str, Path]) -> None:
+    with backend() as echo, \
+            running("server", server_args(pki, echo.address, "--drain-timeout", "1")) as server, \
+            running("client", client_args(pki, server.port, "--remote-connect", "first-data", "--idle-timeout", "0.5",
+                                          "--drain-timeout", "1"), admin=False) as client:
+        with socket.create_connection((HOST, client.port), timeout=TIMEOUT) as app:
+            began = time.monotonic()
+            assert app.recv(64) == b""  # closed by the client sidecar: FIN, not a reset
+            assert 0.4 <= time.monotonic() - began <= 2.5
+        record = client.wait_for(is_connection)
+        assert record["result"] == "idle_timeout" and "upstream" not in record, record
+        assert server.metric(HANDSHAKES, result="ok", group=HYBRID) == 0 and not server.connections()
+
+
 # --- 8. idle timeout ----------------------------------------------------------------------------------------
 
 

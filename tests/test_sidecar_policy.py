@@ -378,6 +378,10 @@ def test_client_config_errors_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2 and f"{path}: limits.idle_timeout:" in result.stderr, result.stderr
     result = run_cli("client", "--listen", f"{HOST}:{free_port()}", "--connect", f"{HOST}:9")
     assert result.returncode == 2 and "ca is required" in result.stderr, result.stderr
+    path.write_text(f'listen = "{HOST}:{free_port()}"\nconnect = "{HOST}:9"\ninsecure = true\n'
+                    'remote_connect = "later"\n')
+    result = run_cli("client", "--config", str(path))
+    assert result.returncode == 2 and f"{path}: remote_connect:" in result.stderr, result.stderr
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pqproxy.proxy.legacy") is None, reason="pqproxy.proxy.legacy absent")

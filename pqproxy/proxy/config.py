@@ -201,6 +201,10 @@ class ClientSettings(_Strict):
     groups: tuple[int, ...] | None = None
     ciphers: tuple[int, ...] | None = None
     alpn: tuple[str, ...] = ()
+    # When the remote server is connected (and the QKD key fetched): as soon as the application connects,
+    # or only once it sends its first bytes, so that the idle connections of an application's pool cost
+    # the remote no connection and the KME no key. Never for protocols where the server speaks first.
+    remote_connect: Literal["accept", "first-data"] = "accept"
     admin: str | None = None
     workers: int = Field(1, ge=0, le=256)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -367,6 +371,7 @@ class ClientRuntime:
     target: tuple[str, int]
     tls: TLSConfig
     limits: Limits = field(default_factory=Limits)
+    connect_on_first_data: bool = False  # remote_connect = "first-data"
 
 
 def _names_allowed(patterns: tuple[str, ...]) -> Callable[[Any], bool]:
@@ -476,4 +481,5 @@ def build_client_runtime(settings: ClientSettings) -> ClientRuntime:
         server_name=settings.sni or target[0], trust_store=trust, verify_peer=not settings.insecure,
         certificate_chain=chain, alpn_protocols=tuple(a.encode() for a in settings.alpn), **kwargs,
     )
-    return ClientRuntime(settings, parse_host_port(settings.listen), target, tls, settings.limits)
+    return ClientRuntime(settings, parse_host_port(settings.listen), target, tls, settings.limits,
+                         connect_on_first_data=settings.remote_connect == "first-data")

@@ -555,7 +555,16 @@ class Proxy:
         metrics.connection_opened(record.listener)
         remote: TCPTransport | None = None
         started = time.monotonic()
+        first = b""
         try:
+            if runtime.connect_on_first_data:
+                with trio.move_on_after(limits.idle_timeout) as waiting:
+                    first = await app.receive_some(PUMP_CHUNK)
+                if waiting.cancelled_caught:
+                    record.result = "idle_timeout"
+                    return
+                if not first:  # the application left without a word: it never needed the remote
+                    return
             config, outcome = runtime.tls, None
             qkd = self.qkd_edge(runtime)
             if qkd is not None:
@@ -587,6 +596,10 @@ class Proxy:
                     return
             metrics.handshake("ok", record.group, time.monotonic() - started, record.client_hello_size,
                               bool(record.quantum_safe))
+            if first:
+                record.bytes_up += len(first)
+                metrics.bytes_proxied("upstream", len(first))
+                await tls.send_all(first)
             await splice(PlainStream(app), tls, record, metrics, limits.idle_timeout)
         except TLSError as exc:
             record.alert, record.error = exc.alert, str(exc)
@@ -602,7 +615,6 @@ class Proxy:
             metrics.connection_closed(record.listener)
             self._note_drain_cut(record)
             record.emit()
-
 
     def _refuse_qkd(self, record: ConnectionRecord, exc: Any) -> None:
         record.result, record.refusal = "refused", "qkd_required"
