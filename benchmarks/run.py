@@ -173,7 +173,8 @@ def main() -> int:
     result["summary"] = summarize(result)
     node_version = subprocess.run([str(sidecars.NODE), "-p", "process.versions.node + ' / OpenSSL ' + "
                                    "process.versions.openssl"], capture_output=True, text=True).stdout.strip()
-    result["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
+    result["machine"] = {"python": platform.python_version(), "python_executable": os.path.realpath(sys.executable),
+                         "cpus": os.cpu_count(), "platform": platform.platform(),
                          "node": node_version, "command": "make bench", "quick": quick,
                          "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     out = Path(__file__).parent / "results"
@@ -187,7 +188,9 @@ def main() -> int:
     for kind in ("pqproxy", "node"):
         for stall in result[kind]["bulk"]["stalled_and_retried"]:
             print(f"\nnote: a {kind} bulk transfer stalled and was run again: {stall}")
-    print(f"\nsummary: {json.dumps(result['summary'])}")
+    machine = result["machine"]
+    print(f"\npython {machine['python']} ({machine['python_executable']}); node {machine['node']}")
+    print(f"summary: {json.dumps(result['summary'])}")
     print(f"written: {out / 'bench.json'}")
     return 0
 
