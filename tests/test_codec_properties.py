@@ -67,6 +67,7 @@ from pqproxy.tls.messages import (
 )
 from pqproxy.tls.record import HEADER, MAX_CIPHERTEXT, MAX_PLAINTEXT, RecordLayer
 from pqproxy.tls.server import TLSServer
+from pqproxy.tls.session import TicketSealer, TicketState
 from pqproxy.tls.wire import Reader
 from tests.tls_helpers import (
     DevPKI,
@@ -582,3 +583,30 @@ def test_a_truncated_extension_is_named_in_the_alert(block: bytes, reason: str) 
     with pytest.raises(TLSAlert) as caught:
         decode_extensions(Reader(block), "ClientHello")
     assert caught.value.description == AlertDescription.decode_error and caught.value.reason == reason
+
+
+# --- session tickets: what the server seals is what it opens, and nothing else opens --------------------------
+
+ticket_states = st.builds(
+    TicketState, cipher_suite=u16, psk=st.binary(min_size=32, max_size=48),
+    authenticated_at=st.floats(min_value=0, max_value=4e9), lifetime=st.integers(0, 7 * 24 * 3600),
+    age_add=st.integers(0, 2**32 - 1), server_name=st.binary(max_size=255), alpn_protocol=st.binary(max_size=255),
+    context=st.binary(max_size=32), client_certificate=st.binary(max_size=3000),
+)
+
+
+@given(state=ticket_states, cut=st.integers(min_value=1), flip=st.integers(min_value=0))
+def test_a_sealed_ticket_opens_to_its_state_and_a_damaged_one_to_none(state: TicketState, cut: int, flip: int) -> None:
+    sealer = TicketSealer([bytes(range(32))])
+    ticket = sealer.seal(state)
+    assert sealer.open(ticket) == state
+    assert TicketSealer([bytes(32)]).open(ticket) is None  # another server's key
+    assert sealer.open(ticket[: len(ticket) - 1 - cut % len(ticket)]) is None  # truncated
+    damaged = bytearray(ticket)
+    damaged[flip % len(damaged)] ^= 0x01
+    assert sealer.open(bytes(damaged)) is None
+
+
+@given(junk=st.binary(max_size=400))
+def test_any_bytes_as_a_ticket_open_to_none_without_raising(junk: bytes) -> None:
+    assert TicketSealer([bytes(range(32))]).open(junk) is None

@@ -4,6 +4,7 @@ HelloRetryRequest, record padding and record_size_limit, half-close, every alert
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,17 @@ from pqproxy.tls.events import (
     SessionTicketReceived,
 )
 from pqproxy.tls.groups import group_by_name, parse_group_list
-from tests.tls_helpers import DevPKI, client_config, handshake, of_type, parse_records, pump, server_config
+from pqproxy.tls.session import TicketSealer
+from tests.tls_helpers import (
+    DevPKI,
+    assert_fatal,
+    client_config,
+    handshake,
+    of_type,
+    parse_records,
+    pump,
+    server_config,
+)
 
 QKD_KEY = bytes(range(32))
 IDENTITY = b"sae:alice/key:5f0b8b5e-2f8e-4d3b-9a51-0c1d2e3f4a5b"
@@ -117,6 +128,94 @@ def test_ticket_from_another_server_is_not_resumed(pki: DevPKI) -> None:
     (ticket_event,) = of_type(first.client_events, SessionTicketReceived)
     other = handshake(client_config(pki, resume_session=ticket_event.ticket), server_config(pki))
     assert complete(other.server_events).resumed is False
+
+
+def _resumed(pki: DevPKI, ticket: Any, server_cfg: Any, **client_kw: Any) -> list[Any]:
+    """Resume with ``ticket``: the server's events, whether the handshake completes or fails."""
+    from pqproxy.tls.client import TLSClient
+    from pqproxy.tls.server import TLSServer
+
+    client = TLSClient(client_config(pki, resume_session=ticket, **client_kw))
+    return pump(client, TLSServer(server_cfg))[1]
+
+
+def _mtls_server(pki: DevPKI, sealer: TicketSealer, **kw: Any) -> Any:
+    return server_config(pki, ticket_sealer=sealer, trust_store=[pki.ca], require_client_certificate=True, **kw)
+
+
+def test_a_ticket_from_a_server_without_client_auth_is_not_resumed_where_a_certificate_is_required(
+        pki: DevPKI) -> None:
+    # Two listeners share a ticket key (as a sidecar's do); the client has no certificate at all. Resumed, it
+    # would skip CertificateRequest (RFC 8446 §4.3.2): here it must do a full handshake, and be refused.
+    sealer = TicketSealer()
+    first = handshake(client_config(pki), server_config(pki, ticket_sealer=sealer))
+    (ticket_event,) = of_type(first.client_events, SessionTicketReceived)
+    server_events = _resumed(pki, ticket_event.ticket, _mtls_server(pki, sealer))
+    assert not of_type(server_events, HandshakeComplete), server_events
+    assert assert_fatal(server_events, AlertDescription.certificate_required).code == "client_certificate_missing"
+
+
+def test_a_ticket_is_resumed_only_under_the_context_it_was_issued_under(pki: DevPKI) -> None:
+    sealer = TicketSealer()
+    first = handshake(client_config(pki), server_config(pki, ticket_sealer=sealer, ticket_context=b"policy A"))
+    (ticket_event,) = of_type(first.client_events, SessionTicketReceived)
+    same = handshake(client_config(pki, resume_session=ticket_event.ticket),
+                     server_config(pki, ticket_sealer=sealer, ticket_context=b"policy A"))
+    assert complete(same.server_events).resumed is True
+    other = handshake(client_config(pki, resume_session=ticket_event.ticket),
+                      server_config(pki, ticket_sealer=sealer, ticket_context=b"policy B"))
+    assert complete(other.server_events).resumed is False
+
+
+def test_a_resumed_mtls_session_keeps_its_client_certificate_and_the_allow_list_still_applies(pki: DevPKI) -> None:
+    sealer = TicketSealer()
+    with_certificate = {"certificate_chain": pki.client_chain}
+    first = handshake(client_config(pki, **with_certificate), _mtls_server(pki, sealer))
+    leaf = complete(first.server_events).peer_certificate
+    assert leaf is not None
+    (ticket_event,) = of_type(first.client_events, SessionTicketReceived)
+    again = handshake(client_config(pki, resume_session=ticket_event.ticket, **with_certificate),
+                      _mtls_server(pki, sealer))
+    done = complete(again.server_events)
+    assert done.resumed and done.peer_certificate == leaf  # logs and PROXY headers still name the client
+    (second_ticket,) = of_type(again.client_events, SessionTicketReceived)
+    third = handshake(client_config(pki, resume_session=second_ticket.ticket, **with_certificate),
+                      _mtls_server(pki, sealer))
+    assert complete(third.server_events).resumed and complete(third.server_events).peer_certificate == leaf
+    # An allow-list that no longer takes this client: no resumption, and the full handshake says why.
+    refused = _mtls_server(pki, sealer, client_certificate_allowed=lambda cert: False)
+    server_events = _resumed(pki, second_ticket.ticket, refused, **with_certificate)
+    assert not of_type(server_events, HandshakeComplete)
+    assert assert_fatal(server_events, AlertDescription.access_denied).code == "client_not_allowed"
+
+
+def test_a_ticket_is_not_resumed_once_its_client_certificate_has_expired(pki: DevPKI) -> None:
+    sealer = TicketSealer()
+    not_after = pki.client_chain.certificates[0].not_valid_after_utc.timestamp()
+    with_certificate = {"certificate_chain": pki.client_chain}
+    before = handshake(client_config(pki, clock=lambda: not_after - 60, **with_certificate),
+                       _mtls_server(pki, sealer, clock=lambda: not_after - 60))
+    (ticket_event,) = of_type(before.client_events, SessionTicketReceived)
+    after = _mtls_server(pki, sealer, clock=lambda: not_after + 60)  # well within the ticket's lifetime
+    server_events = _resumed(pki, ticket_event.ticket, after, clock=lambda: not_after + 60,
+                                             **with_certificate)
+    assert not any(getattr(e, "resumed", False) for e in of_type(server_events, HandshakeComplete))
+
+
+def test_resuming_never_extends_the_first_handshakes_lifetime(pki: DevPKI) -> None:
+    sealer, now = TicketSealer(), [1_800_000_000.0]
+    server_cfg = server_config(pki, ticket_sealer=sealer, ticket_lifetime=3600, clock=lambda: now[0])
+    first = handshake(client_config(pki, clock=lambda: now[0]), server_cfg)
+    (ticket_event,) = of_type(first.client_events, SessionTicketReceived)
+    assert ticket_event.ticket.lifetime == 3600
+    now[0] += 3000
+    again = handshake(client_config(pki, resume_session=ticket_event.ticket, clock=lambda: now[0]), server_cfg)
+    assert complete(again.server_events).resumed
+    (second,) = of_type(again.client_events, SessionTicketReceived)
+    assert second.ticket.lifetime == 600  # what is left of the first handshake's hour
+    now[0] += 601
+    late = handshake(client_config(pki, resume_session=second.ticket, clock=lambda: now[0]), server_cfg)
+    assert complete(late.server_events).resumed is False
 
 
 # --- record layer: padding, record_size_limit ----------------------------------------------------

@@ -481,3 +481,61 @@ def test_second_listener_from_toml_sends_proxy_protocol_v2(pki: dict[str, Path],
             assert record["upstream"] == header_backend.address and record["result"] == "ok"
     finally:
         header_backend.close()
+
+
+def _ticket(client: EngineClient) -> Any:
+    from pqproxy.tls.events import SessionTicketReceived
+
+    client.pump_until(lambda: any(isinstance(e, SessionTicketReceived) for e in client.events))
+    return next(e.ticket for e in client.events if isinstance(e, SessionTicketReceived))
+
+
+def test_a_ticket_from_a_listener_without_mtls_does_not_skip_the_client_certificate_on_another(
+        pki: dict[str, Path], echo: Backend, tmp_path: Path) -> None:
+    """Both listeners seal tickets with the workers' one key. A client without a certificate that resumed its
+    ticket from the open listener at the mTLS one would skip CertificateRequest (RFC 8446 §4.3.2): an
+    authentication bypass this test caught. It must get a full handshake there, and be refused."""
+    second = free_port()
+    config = tmp_path / "two-policies.toml"
+    config.write_text(
+        f'upstream = "{echo.address}"\ncert = "{pki["server"]}"\nkey = "{pki["server_key"]}"\n'
+        f'[[listeners]]\nlisten = "{HOST}:{second}"\nclient_ca = "{pki["ca"]}"\n'
+    )
+    with running(["--config", str(config)], admin=False) as server:
+        with EngineClient(server.port, engine_config(pki)) as c:
+            assert c.handshake() is not None
+            ticket = _ticket(c)
+        with EngineClient(server.port, engine_config(pki, resume_session=ticket)) as c:  # the control
+            info = c.handshake()
+            assert info is not None and info.resumed, c.events
+            c.send(b"again")
+            assert c.read_until(5) == b"again"
+        with EngineClient(second, engine_config(pki, resume_session=ticket)) as c:
+            info = c.handshake()  # a TLS 1.3 client is done before the server has judged its empty Certificate
+            assert info is not None and not info.resumed, c.events
+            c.read_to_end()
+            assert c.alerts_received() == ["certificate_required"], c.events
+        record = server.wait_for(lambda r: r.get("listener") == f"{HOST}:{second}")
+        assert record["result"] == "refused" and record["refusal"] == "client_certificate", record
+        assert record.get("resumed") is not True
+
+
+def test_tickets_are_bound_to_the_client_authentication_policy(pki: dict[str, Path], stranger_pki: dict[str, Path],
+                                                               echo: Backend) -> None:
+    """The same policy gives the same ticket context (tickets survive a reload that leaves it alone); a new CA,
+    allow-list or QKD mode gives another (a reload that tightens it does not let old tickets in)."""
+    from pqproxy.proxy.config import build_server_runtime, server_settings
+
+    base = {"listen": f"{HOST}:1", "upstream": echo.address, "cert": str(pki["server"]), "key": str(pki["server_key"])}
+
+    def context(**changes: Any) -> bytes:
+        runtime = build_server_runtime(server_settings({**base, **changes}, {}), [bytes(32)])
+        return runtime.listeners[0].tls.ticket_context
+
+    assert context() == context() and context(client_ca=str(pki["ca"])) == context(client_ca=str(pki["ca"]))
+    contexts = [context(), context(client_ca=str(pki["ca"])), context(client_ca=str(stranger_pki["ca"])),
+                context(client_ca=str(pki["ca"]), allowed_names=["alice"]),
+                context(client_ca=str(pki["ca"]), allowed_names=["bob"])]
+    assert len(set(contexts)) == len(contexts)
+    assert context(client_ca=str(pki["ca"]), allowed_names=["a", "b"]) == context(client_ca=str(pki["ca"]),
+                                                                                allowed_names=["b", "a"])

@@ -8,6 +8,7 @@ certificates and make the engine's ``TLSConfig`` objects; SIGHUP builds a new ru
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -409,6 +410,22 @@ def _load_chain(cert: str, key: str, where: str) -> CertificateChain:
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def _ticket_context(trust: list[Any] | None, allowed_names: tuple[str, ...], qkd_mode: str) -> bytes:
+    """What a listener's session tickets are bound to (``TLSConfig.ticket_context``): everything that decides
+    who may connect. All listeners share the workers' ticket keys, and a resumed session skips the client
+    certificate, so a ticket from a listener (or a configuration before a reload) with a weaker policy must
+    not resume under a stronger one. The same policy gives the same context: tickets survive a reload that
+    leaves it alone."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    digest = hashlib.sha256(b"pqproxy ticket context 1")
+    parts = [b"ca", *(cert.public_bytes(Encoding.DER) for cert in trust or ()),
+             b"names", *(name.lower().encode() for name in sorted(allowed_names)), b"qkd", qkd_mode.encode()]
+    for part in parts:
+        digest.update(len(part).to_bytes(4, "big") + part)
+    return digest.digest()
+
+
 def build_server_runtime(settings: ServerSettings, ticket_keys: list[bytes] | None = None) -> ServerRuntime:
     """Load every certificate and CA and make the engine configurations. Raises ConfigError."""
     sealer = TicketSealer(ticket_keys)
@@ -439,7 +456,8 @@ def build_server_runtime(settings: ServerSettings, ticket_keys: list[bytes] | No
             require_client_certificate=trust is not None,
             client_certificate_allowed=_names_allowed(listener.allowed_names) if listener.allowed_names else None,
             require_post_quantum=listener.require_hybrid, alpn_protocols=tuple(a.encode() for a in listener.alpn),
-            max_client_hello_size=settings.limits.max_client_hello, ticket_sealer=sealer, **kwargs,
+            max_client_hello_size=settings.limits.max_client_hello, ticket_sealer=sealer,
+            ticket_context=_ticket_context(trust, listener.allowed_names, settings.qkd.mode), **kwargs,
         )
         legacy = None
         if listener.legacy_tls12:

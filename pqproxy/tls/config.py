@@ -79,6 +79,11 @@ class TLSConfig:
     session_tickets: int = 1  # tickets a server sends after the handshake (0: none)
     ticket_lifetime: int = 7200
     ticket_sealer: TicketSealer | None = None
+    # Server: what its tickets are bound to. A ticket is resumed only under the context it was issued under;
+    # set it to a digest of everything that decides client authentication (CAs, allowed names, PSK policy),
+    # so that a ticket from a listener or configuration with a weaker policy is never resumed under a
+    # stronger one (a resumed session skips CertificateRequest: RFC 8446 §4.3.2).
+    ticket_context: bytes = b""
     # Client resumption and external PSKs.
     resume_session: Any = None  # SessionTicket
     external_psk: ExternalPSK | None = None

@@ -15,6 +15,9 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from . import certificates
 from .alerts import AlertDescription, TLSAlert, decode_error, illegal_parameter, unexpected_message
 from .codepoints import (
@@ -120,6 +123,7 @@ class _AcceptedPsk:
     kind: str  # "resumption" or "external"
     external_identity: bytes | None
     ticket: TicketState | None = None
+    client_certificate: Any = None  # resumption: the client's certificate from the ticket (x509.Certificate)
 
 
 class ServerHandshake:
@@ -188,6 +192,8 @@ class ServerHandshake:
             self.transcript.set_hash(self.suite.hash_name)
         self.transcript.update(raw)
         self.psk = self.check_for_resumption(facts)
+        if self.psk is not None and self.psk.client_certificate is not None:
+            self.client_certificate = self.psk.client_certificate  # who the resumed session's client is
         if self.config.require_external_psk and (self.psk is None or self.psk.kind != "external"):
             raise TLSAlert(AlertDescription.unknown_psk_identity, "an external PSK is required and none matched",
                            "psk_required")
@@ -371,10 +377,14 @@ class ServerHandshake:
             if state is not None:
                 if (CIPHER_SUITES.get(state.cipher_suite) is None
                         or CIPHER_SUITES[state.cipher_suite].hash_name != self.suite.hash_name
-                        or now >= state.created_at + state.lifetime
-                        or state.server_name != (facts.server_name or "").encode()):
+                        or not state.authenticated_at <= now < state.authenticated_at + state.lifetime
+                        or state.server_name != (facts.server_name or "").encode()
+                        or state.context != self.config.ticket_context):
                     return None
-                return _AcceptedPsk(index, state.psk, "resumption", None, state)
+                resumed, client_certificate = self.resumed_client_authentication(state, now)
+                if not resumed:
+                    return None
+                return _AcceptedPsk(index, state.psk, "resumption", None, state, client_certificate)
         if not self.config.external_psks:
             return None
         imported = _parse_imported_identity(identity)
@@ -391,6 +401,23 @@ class ServerHandshake:
         if key is None or self.suite.hash_name != "sha256":  # RFC 8446 §4.2.11: SHA-256 unless said otherwise
             return None
         return _AcceptedPsk(index, key, "external", identity)
+
+    def resumed_client_authentication(self, state: TicketState, now: float) -> tuple[bool, Any]:
+        """May this ticket's session be resumed under our client-authentication policy, and as which client?
+        Its authentication is the full handshake's, so it must meet the policy still: a certificate when one is
+        required, one that has not expired, and one the allow-list takes (Go's crypto/tls checks the same)."""
+        if not state.client_certificate:
+            return not self.config.require_client_certificate, None
+        try:
+            certificate = x509.load_der_x509_certificate(state.client_certificate)
+        except ValueError:
+            return False, None
+        if now > certificate.not_valid_after_utc.timestamp():
+            return False, None
+        allowed = self.config.client_certificate_allowed
+        if allowed is not None and not allowed(certificate):
+            return False, None
+        return True, certificate
 
     def _check_binder(self, accepted: _AcceptedPsk, offered: OfferedPsks, index: int, facts: ClientHelloFacts) -> None:
         assert self.suite is not None
@@ -611,14 +638,25 @@ class ServerHandshake:
         if sealer is None or suite is None:
             return
         now = self.config.clock()
+        # A resumed session's tickets keep the time of the full handshake that authenticated the client, and
+        # say how long they have left: resuming never extends a client's authentication.
+        resumed = self.psk.ticket if self.psk is not None and self.psk.kind == "resumption" else None
+        authenticated_at = resumed.authenticated_at if resumed is not None else now
+        lifetime = int(authenticated_at + self.config.ticket_lifetime - now)
+        client_certificate = b""
+        if self.client_certificate is not None:
+            client_certificate = self.client_certificate.public_bytes(serialization.Encoding.DER)
+        if lifetime <= 0 or len(client_certificate) > 0xFFFF:
+            return
         for i in range(self.config.session_tickets):
             nonce = struct.pack(">B", i)
             age_add = int.from_bytes(self.config.entropy(4), "big")
             state = TicketState(
-                suite.code, resumption_psk(suite, resumption_master, nonce), now, self.config.ticket_lifetime,
-                age_add, (facts.server_name or "").encode(), self.alpn or b"",
+                suite.code, resumption_psk(suite, resumption_master, nonce), authenticated_at,
+                self.config.ticket_lifetime, age_add, (facts.server_name or "").encode(), self.alpn or b"",
+                self.config.ticket_context, client_certificate,
             )
-            ticket = NewSessionTicket(self.config.ticket_lifetime, age_add, nonce, sealer.seal(state))
+            ticket = NewSessionTicket(lifetime, age_add, nonce, sealer.seal(state))
             self.conn.send_handshake(ticket.encode())
 
 

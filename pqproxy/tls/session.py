@@ -3,6 +3,12 @@
 Server tickets are self-contained (stateless): the resumption PSK and the session's facts sealed
 with AES-256-GCM under a ticket key (RFC 8446 §4.6.1 leaves the format to the server). Keys rotate:
 the first key seals, all keys open.
+
+A PSK handshake has no CertificateRequest (RFC 8446 §4.3.2), so a resumed session inherits the client
+authentication of the handshake that began its chain of resumptions. The ticket therefore carries that
+authentication (the client's certificate, and when it was verified) and the ``context`` it was made under
+(the server's client-authentication policy, as the embedding application states it): a ticket is resumed only
+under the same context, and never past its first handshake's lifetime.
 """
 
 from __future__ import annotations
@@ -14,10 +20,10 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .wire import Reader, vec8
+from .wire import Reader, vec8, vec16
 
 MAX_TICKET_LIFETIME = 7 * 24 * 3600  # RFC 8446 §4.6.1: servers MUST NOT use more than 7 days
-_TICKET_VERSION = 1
+_TICKET_VERSION = 2  # 2: context, the client certificate, the first handshake's time
 _KEY_ID_LEN = 4
 _NONCE_LEN = 12
 
@@ -49,11 +55,15 @@ class TicketState:
 
     cipher_suite: int
     psk: bytes = field(repr=False)
-    created_at: float
+    # When the client last authenticated: the full handshake this chain of resumptions began with. The
+    # ticket is good until then + lifetime, however often it was resumed since.
+    authenticated_at: float
     lifetime: int
     age_add: int
     server_name: bytes
     alpn_protocol: bytes
+    context: bytes = b""  # the server's client-authentication policy it was issued under (a digest)
+    client_certificate: bytes = b""  # the client's certificate (DER) from that full handshake; b"": none
 
 
 class TicketSealer:
@@ -71,10 +81,13 @@ class TicketSealer:
         key_id, aead = self._aeads[0]
         nonce = os.urandom(_NONCE_LEN)
         plain = (
-            struct.pack(">BHdII", _TICKET_VERSION, state.cipher_suite, state.created_at, state.lifetime, state.age_add)
+            struct.pack(">BHdII", _TICKET_VERSION, state.cipher_suite, state.authenticated_at, state.lifetime,
+                        state.age_add)
             + vec8(state.psk)
             + vec8(state.server_name)
             + vec8(state.alpn_protocol)
+            + vec8(state.context)
+            + vec16(state.client_certificate)
         )
         return key_id + nonce + aead.encrypt(nonce, plain, key_id)
 
@@ -99,7 +112,11 @@ class TicketSealer:
                 psk = r.vector8()
                 sni = r.vector8()
                 alpn = r.vector8()
+                context = r.vector8()
+                client_certificate = r.vector16()
+                if not r.at_end():
+                    return None
             except Exception:
                 return None
-            return TicketState(suite, psk, created, lifetime, age_add, sni, alpn)
+            return TicketState(suite, psk, created, lifetime, age_add, sni, alpn, context, client_certificate)
         return None
