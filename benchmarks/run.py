@@ -6,10 +6,12 @@
    (hybrid and classical) in alternating rounds, each round beside a fresh measure of the crypto floor,
    latency p50/p99 at fixed concurrency, bulk throughput and CPU per GiB, RSS per idle connection,
    connections held. The ratios are medians of the rounds' ratios.
-3. Inside the sidecar (``inside.py``): a hybrid connection's CPU split into the engine's and the I/O edge's;
+3. Client mode (``client_mode.py``): a ``pqproxy client`` with and without session resumption in front of a
+   ``pqproxy server``, CPU per connection of both, in alternating rounds.
+4. Inside the sidecar (``inside.py``): a hybrid connection's CPU split into the engine's and the I/O edge's;
    and the edge's pieces each alone (``edge_parts.py``: a task, a nursery, a cancel scope, a trio wake-up, the
    log line, the metrics of a connection); and the bytecodes a server handshake executes (``bytecodes.py``).
-4. The ``default`` probe suite against one healthy target (``pqproxy server`` on loopback), timed.
+5. The ``default`` probe suite against one healthy target (``pqproxy server`` on loopback), timed.
 
 Writes ``benchmarks/results/bench.json`` and prints the table that ``benchmarks/README.md`` shows, with the
 ratios the targets of issue 8 are stated in. Timings live here, never as asserts in tests.
@@ -87,6 +89,10 @@ def bytecodes() -> dict[str, Any]:
     return _module("bytecodes", "20", "10")
 
 
+def client_mode(rounds: int, per_round: int) -> dict[str, Any]:
+    return _module("client_mode", str(rounds), str(per_round))
+
+
 def _range(ratios: list[float]) -> str:
     return f" (rounds {min(ratios):.2f}-{max(ratios):.2f})" if ratios else ""
 
@@ -112,6 +118,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "idle_first_data_connections_held": p["idle_first_data"]["held"],
         "engine_share_inside_sidecar": _ratio(result["inside"]["engine_us"], result["inside"]["total_us"]),
         "probe_default_suite_s": result["probe_default_suite_s"],
+        "client_resumed_cpu_vs_full": result["client_mode"]["client"]["median_ratio"],
     }
 
 
@@ -153,6 +160,11 @@ def table(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     floor = sidecars._median(result["floor_rounds_us"])
     rows.append(("crypto floor of a hybrid server handshake, beside the rounds", f"{floor:.1f} us", "",
                  f"pqproxy {s['hybrid_cpu_vs_floor']} x, Node {s['node_hybrid_cpu_vs_floor']} x floor"))
+    cm = result["client_mode"]
+    for side, label in (("client", "client sidecar CPU / connection"), ("server", "server CPU / connection from it")):
+        rows.append((f"{label}, resumed / full handshake (pqproxy client -> server)",
+                     f"{cm[side]['resumed_us']} / {cm[side]['full_us']} us", "",
+                     f"{cm[side]['median_ratio']} x" + _range(cm[side]["ratios"])))
     records = f"{e['records_seal_mib_s']} / {e['records_open_mib_s']} MiB/s"
     rows.append(("engine records sealed / opened", records, "", ""))
     rows.append(("`default` probe suite, one healthy target", f"{result['probe_default_suite_s']} s", "", ""))
@@ -169,6 +181,7 @@ def main() -> int:
     result["inside"] = inside_sidecar(settings.handshakes)
     result["edge_parts"] = edge_parts(2000 if quick else 20000)
     result["bytecodes"] = bytecodes()
+    result["client_mode"] = client_mode(2, 100) if quick else client_mode(4, 300)
     result["probe_default_suite_s"] = probe_suite_seconds()
     result["summary"] = summarize(result)
     node_version = subprocess.run([str(sidecars.NODE), "-p", "process.versions.node + ' / OpenSSL ' + "

@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not verify the server (testing only)")
     client.add_argument("--cert", metavar="FILE", help="client certificate for mutual TLS")
     client.add_argument("--key", metavar="FILE", help="client private key for mutual TLS")
+    client.add_argument("--resume-sessions", choices=("on", "off"),
+                        help="resume sessions with the remote's tickets, each once (default on; never with --qkd): "
+                             "a hybrid key exchange still, without the certificate chain")
     client.add_argument("--remote-connect", choices=("accept", "first-data"),
                         help="connect the remote server (and fetch the QKD key) when the application connects "
                              "(default), or only when it sends its first bytes (not for protocols where the "

@@ -116,3 +116,18 @@ def test_two_interpreters_are_measured_in_alternating_rounds(pki: dict[str, Path
     this, other = result["rounds_us"]["this"], result["rounds_us"]["other"]
     assert len(this) == len(other) == 2 and all(us > 0 for us in this + other), result
     assert result["ratios"] == [round(b / a, 3) for a, b in zip(this, other, strict=True)]
+
+
+def test_client_mode_measures_a_resuming_and_a_full_handshake_client(pki: dict[str, Path]) -> None:
+    from benchmarks import client_mode
+
+    result = client_mode.run(rounds=2, per_round=60, warm_up=10)
+    total = result["connections_per_client"]
+    assert total == 130
+    # Only the first connections of the resuming client, the ones open at once before any ticket came, are full.
+    assert total - 2 * client_mode.CONCURRENCY <= result["resumed"]["on"] < total and result["resumed"]["off"] == 0
+    for side in ("client", "server"):
+        measured = result[side]
+        assert all(len(measured["rounds_us"][mode]) == 2 for mode in ("on", "off")), measured
+        expected = [a / b for a, b in zip(measured["rounds_us"]["on"], measured["rounds_us"]["off"], strict=True) if b]
+        assert measured["ratios"] == pytest.approx(expected, abs=0.002)

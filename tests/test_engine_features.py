@@ -218,6 +218,23 @@ def test_resuming_never_extends_the_first_handshakes_lifetime(pki: DevPKI) -> No
     assert complete(late.server_events).resumed is False
 
 
+def test_the_ticket_store_gives_each_ticket_once_freshest_first_and_never_an_expired_one() -> None:
+    from pqproxy.tls.session import SessionTicket, TicketStore
+
+    def ticket(name: bytes, received_at: float, lifetime: int = 100) -> SessionTicket:
+        return SessionTicket(name, bytes(32), 0x1301, 0, lifetime, received_at, "localhost", None)
+
+    store = TicketStore(capacity=3)
+    for name, at in ((b"a", 0.0), (b"b", 10.0), (b"c", 20.0), (b"d", 30.0)):  # "a" is dropped: capacity 3
+        store.add(ticket(name, at))
+    assert len(store) == 3
+    taken = [store.take(50.0), store.take(50.0)]
+    assert [t.ticket for t in taken if t] == [b"d", b"c"]  # RFC 8446 §C.4: once each, the freshest first
+    assert store.take(115.0) is None and len(store) == 0  # "b" expired at 110: dropped, not given
+    store.add(ticket(b"e", 200.0, lifetime=10**7))  # a lifetime over 7 days counts as 7 days
+    assert store.take(200.0 + 7 * 24 * 3600) is None
+
+
 # --- record layer: padding, record_size_limit ----------------------------------------------------
 
 

@@ -215,6 +215,63 @@ def test_pqproxy_client_to_node_server(pki: dict[str, Path]) -> None:
         assert record["group"] == HYBRID and record["bytes_up"] == len(payload)
 
 
+RESUMED = "pqproxy_resumed_sessions_total"
+
+
+def test_the_client_resumes_its_sessions_with_a_pqproxy_server_and_keeps_the_hybrid(pki: dict[str, Path]) -> None:
+    with backend() as echo, \
+            running("server", server_args(pki, echo.address, "--drain-timeout", "1")) as server, \
+            running("client", client_args(pki, server.port, "--drain-timeout", "1")) as client:
+        for i in range(4):  # one after the other: each connection resumes the ticket the one before got
+            payload = pattern(i, 5000)
+            assert exchange(client.port, payload) == payload
+        ours = client.wait_count(is_connection, 4)
+        theirs = server.wait_count(is_connection, 4)
+        assert [r.get("resumed") for r in ours] == [False, True, True, True], ours
+        assert [r.get("resumed") for r in theirs] == [False, True, True, True], theirs
+        assert all(r["group"] == HYBRID and r["result"] == "ok" and r["bytes_up"] == 5000 for r in ours + theirs)
+        assert client.metric(RESUMED) == 3 and server.metric(RESUMED) == 3
+        assert client.metric(HANDSHAKES, result="ok", group=HYBRID) == 4
+
+
+def test_the_client_resumes_against_an_mtls_server_which_still_names_the_client(pki: dict[str, Path]) -> None:
+    with backend() as echo, \
+            running("server", server_args(pki, echo.address, "--client-ca", str(pki["ca"]), "--drain-timeout", "1"),
+                    admin=False) as server, \
+            running("client", client_args(pki, server.port, "--cert", str(pki["client"]), "--key",
+                                          str(pki["client_key"]), "--drain-timeout", "1"), admin=False) as client:
+        for i in range(2):
+            assert exchange(client.port, b"who am I %d" % i) == b"who am I %d" % i
+        full, resumed = server.wait_count(is_connection, 2)
+        assert full.get("resumed") is False and resumed.get("resumed") is True, (full, resumed)
+        assert full["client_certificate"] and resumed["client_certificate"] == full["client_certificate"]
+
+
+@pytest.mark.interop
+def test_the_client_resumes_its_sessions_with_node(pki: dict[str, Path]) -> None:
+    node_binary()
+    with NodeServer({"cert": str(pki["server"]), "key": str(pki["server_key"]), "groups": "X25519MLKEM768"}) as node, \
+            running("client", client_args(pki, node.port, "--drain-timeout", "1"), admin=False) as client:
+        for i in range(3):
+            payload = pattern(10 + i, 3000)
+            assert exchange(client.port, payload) == payload
+        node.wait_for(lambda e: len(node.events("handshake")) >= 3, timeout=10, what="three handshakes")
+        seen = node.events("handshake")
+        assert [e["sessionReused"] for e in seen] == [False, True, True], seen  # what Node saw
+        assert all(e["group"] == HYBRID for e in seen)
+        assert [r.get("resumed") for r in client.wait_count(is_connection, 3)] == [False, True, True]
+
+
+def test_resume_sessions_off_makes_every_handshake_a_full_one(pki: dict[str, Path]) -> None:
+    with backend() as echo, \
+            running("server", server_args(pki, echo.address, "--drain-timeout", "1"), admin=False) as server, \
+            running("client", client_args(pki, server.port, "--resume-sessions", "off", "--drain-timeout", "1"),
+                    admin=False) as client:
+        for i in range(3):
+            assert exchange(client.port, b"full %d" % i) == b"full %d" % i
+        assert [r.get("resumed") for r in server.wait_count(is_connection, 3)] == [False, False, False]
+
+
 # --- 4. stalled handshakes -------------------------------------------------------------------------------
 
 

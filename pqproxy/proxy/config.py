@@ -21,7 +21,7 @@ from ..tls.certificates import CertificateChain, load_trust_store
 from ..tls.config import TLSConfig
 from ..tls.groups import parse_group_list
 from ..tls.key_schedule import cipher_suite_by_name
-from ..tls.session import TicketSealer
+from ..tls.session import TicketSealer, TicketStore
 
 
 class ConfigError(ValueError):
@@ -206,6 +206,9 @@ class ClientSettings(_Strict):
     # or only once it sends its first bytes, so that the idle connections of an application's pool cost
     # the remote no connection and the KME no key. Never for protocols where the server speaks first.
     remote_connect: Literal["accept", "first-data"] = "accept"
+    # Resume sessions with the tickets the remote sends (psk_dhe_ke: still a hybrid key exchange, but no
+    # certificate chain to verify), each ticket once. Never with QKD: every connection takes a fresh key.
+    resume_sessions: bool = True
     admin: str | None = None
     workers: int = Field(1, ge=0, le=256)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -373,6 +376,8 @@ class ClientRuntime:
     tls: TLSConfig
     limits: Limits = field(default_factory=Limits)
     connect_on_first_data: bool = False  # remote_connect = "first-data"
+    # resume_sessions: this configuration's tickets (a reload starts with none: its CAs may differ).
+    tickets: TicketStore | None = None
 
 
 def _names_allowed(patterns: tuple[str, ...]) -> Callable[[Any], bool]:
@@ -500,4 +505,5 @@ def build_client_runtime(settings: ClientSettings) -> ClientRuntime:
         certificate_chain=chain, alpn_protocols=tuple(a.encode() for a in settings.alpn), **kwargs,
     )
     return ClientRuntime(settings, parse_host_port(settings.listen), target, tls, settings.limits,
-                         connect_on_first_data=settings.remote_connect == "first-data")
+                         connect_on_first_data=settings.remote_connect == "first-data",
+                         tickets=TicketStore() if settings.resume_sessions and settings.qkd.mode == "off" else None)

@@ -155,6 +155,8 @@ class Metrics:
         self._quantum_safe = Counter("pqproxy_quantum_safe_sessions",
                                      "Established sessions by whether their key exchange was post-quantum.",
                                      ["quantum_safe"], registry=own)
+        self._resumed = Counter("pqproxy_resumed_sessions", "Handshakes that resumed a session (a ticket): no "
+                                "certificate was sent or verified.", registry=own)
         self._refusals = Counter("pqproxy_refusals", "Connections refused, by reason.", ["reason"], registry=own)
         self._bytes = Counter("pqproxy_bytes_proxied", "Bytes proxied (upstream: client to upstream).",
                               ["direction"], registry=own)
@@ -226,6 +228,9 @@ class Metrics:
             self._observe_client_hello(client_hello_size)
         if result in ESTABLISHED_RESULTS:
             self._quantum_safe_by[bool(quantum_safe)].inc()
+
+    def resumed(self) -> None:
+        self._resumed.inc()
 
     def refusal(self, reason: str) -> None:
         self._refusals_by.get(reason).inc()

@@ -15,7 +15,7 @@ import json
 import logging
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import trio
@@ -50,6 +50,7 @@ class MetricsSink(Protocol):
     def refusal(self, reason: str) -> None: ...
     def bytes_proxied(self, direction: str, n: int) -> None: ...
     def upstream_error(self, kind: str) -> None: ...
+    def resumed(self) -> None: ...
 
 
 class NullMetrics:
@@ -404,6 +405,8 @@ class Proxy:
                     record.version, record.quantum_safe = "TLSv1.2", False
                 metrics.handshake("legacy_tls12" if record.version == "TLSv1.2" else "ok", record.group,
                                   time.monotonic() - started, record.client_hello_size, bool(record.quantum_safe))
+                if record.resumed:
+                    metrics.resumed()
                 target = listener.upstream_for(record.sni)
                 if target is None:
                     record.result, record.refusal = "no_route", "no_route"
@@ -582,7 +585,10 @@ class Proxy:
                 self._upstream_failed(record, exc)
                 return
             record.upstream = "{}:{}".format(*runtime.target)
-            tls = TLSStream(remote, TLSClient(config))
+            tickets = runtime.tickets if qkd is None else None
+            if tickets is not None and (ticket := tickets.take(time.time())) is not None:
+                config = replace(config, resume_session=ticket)
+            tls = TLSStream(remote, TLSClient(config), on_ticket=tickets.add if tickets is not None else None)
             started = time.monotonic()
             with trio.fail_after(limits.handshake_timeout):
                 await tls.do_handshake()
@@ -596,6 +602,8 @@ class Proxy:
                     return
             metrics.handshake("ok", record.group, time.monotonic() - started, record.client_hello_size,
                               bool(record.quantum_safe))
+            if record.resumed:
+                metrics.resumed()
             if first:
                 record.bytes_up += len(first)
                 metrics.bytes_proxied("upstream", len(first))

@@ -6,10 +6,21 @@ events into return values and exceptions. Every wait is bounded by the caller's 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import trio
 
 from ..tls.connection import TLSConnection
-from ..tls.events import AlertReceived, AlertSent, ApplicationData, Event, HandshakeComplete, PeerClosed
+from ..tls.events import (
+    AlertReceived,
+    AlertSent,
+    ApplicationData,
+    Event,
+    HandshakeComplete,
+    PeerClosed,
+    SessionTicketReceived,
+)
 
 RECEIVE_SIZE = 256 * 1024
 
@@ -35,10 +46,12 @@ class TLSError(Exception):
 
 
 class TLSStream:
-    def __init__(self, transport: trio.abc.Stream, conn: TLSConnection, initial: bytes = b"") -> None:
+    def __init__(self, transport: trio.abc.Stream, conn: TLSConnection, initial: bytes = b"",
+                 on_ticket: Callable[[Any], None] | None = None) -> None:
         self.transport = transport
         self.conn = conn
         self._initial = initial  # bytes already read from the transport (a peeked ClientHello)
+        self._on_ticket = on_ticket  # client: where a NewSessionTicket's SessionTicket goes (else: other_events)
         self.info: HandshakeComplete | None = None
         self._plain: list[bytes] = []
         self._eof = False
@@ -69,6 +82,8 @@ class TLSStream:
                 raise TLSError(f"we sent {event.name}: {event.reason}", event.name, sent=True, code=event.code)
             elif isinstance(event, AlertReceived):
                 raise TLSError(f"peer sent {event.name}", event.name, sent=False)
+            elif self._on_ticket is not None and isinstance(event, SessionTicketReceived):
+                self._on_ticket(event.ticket)
             else:
                 self.other_events.append(event)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections import deque
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
@@ -47,6 +48,29 @@ class SessionTicket:
     def obfuscated_age(self, now: float) -> int:
         age_ms = max(0, int((now - self.received_at) * 1000))
         return (age_ms + self.ticket_age_add) & 0xFFFFFFFF
+
+
+class TicketStore:
+    """A client's tickets for one server, for resuming later connections (as Go's ClientSessionCache and
+    nginx's proxy_ssl_session_reuse keep them). Each ticket is used once: RFC 8446 §C.4, a ticket used twice
+    links the two connections for an observer. The freshest is taken first; at most ``capacity`` are kept,
+    the oldest dropped. Sans-IO: the caller says what time it is."""
+
+    def __init__(self, capacity: int = 32) -> None:
+        self._tickets: deque[SessionTicket] = deque(maxlen=capacity)
+
+    def __len__(self) -> int:
+        return len(self._tickets)
+
+    def add(self, ticket: SessionTicket) -> None:
+        self._tickets.append(ticket)
+
+    def take(self, now: float) -> SessionTicket | None:
+        while self._tickets:
+            ticket = self._tickets.pop()
+            if not ticket.expired(now):
+                return ticket
+        return None
 
 
 @dataclass
