@@ -235,6 +235,46 @@ def test_the_ticket_store_gives_each_ticket_once_freshest_first_and_never_an_exp
     assert store.take(200.0 + 7 * 24 * 3600) is None
 
 
+def _state(at: float) -> Any:
+    from pqproxy.tls.session import TicketState
+
+    return TicketState(0x1301, bytes(32), at, 7200, 0, b"localhost", b"")
+
+
+def test_rotating_ticket_keys_agree_across_processes_and_a_dropped_key_is_gone() -> None:
+    import pickle
+
+    from pqproxy.tls.session import TicketKeys
+
+    period, start = 3600.0, 1_800_000_000.0
+    keys = TicketKeys.fresh(start, period, lifetime=7200)
+    assert keys.keep == 3  # sealed at the end of one hour, a two-hour ticket lives into the third
+    worker_a, worker_b = pickle.loads(pickle.dumps(keys)), pickle.loads(pickle.dumps(keys))  # as spawn hands them
+    sealed_end = start - start % period + period - 1  # the last second of the first key's hour
+    ticket = TicketSealer(worker_a).seal(_state(sealed_end), sealed_end)
+    sealer_b = TicketSealer(worker_b)  # the other worker ratchets on its own clock, and still opens it
+    assert sealer_b.open(ticket, sealed_end + 7199) == _state(sealed_end)
+    assert sealer_b.open(ticket, sealed_end + 2 * period + 1) is None  # three keys on: its key is dropped
+    first_key = keys.at(start)[0]
+    assert first_key not in worker_b.at(sealed_end + 2 * period + 1)
+    assert first_key not in worker_b.at(start)  # a clock that goes back brings no key back
+    assert TicketSealer(worker_b).open(ticket, start) is None
+    assert worker_a.at(sealed_end + 2 * period + 1) == worker_b.at(sealed_end + 2 * period + 1)
+
+
+def test_a_ticket_resumes_across_a_key_rotation(pki: DevPKI) -> None:
+    from pqproxy.tls.session import TicketKeys
+
+    now = [1_800_000_000.0 + 3599.0]
+    sealer = TicketSealer(TicketKeys.fresh(now[0], 3600.0, lifetime=7200))
+    server_cfg = server_config(pki, ticket_sealer=sealer, clock=lambda: now[0])
+    first = handshake(client_config(pki, clock=lambda: now[0]), server_cfg)
+    (ticket_event,) = of_type(first.client_events, SessionTicketReceived)
+    now[0] += 3600.0 + 1800.0  # two rotations later, within the ticket's two hours
+    again = handshake(client_config(pki, resume_session=ticket_event.ticket, clock=lambda: now[0]), server_cfg)
+    assert complete(again.server_events).resumed
+
+
 # --- record layer: padding, record_size_limit ----------------------------------------------------
 
 

@@ -9,6 +9,7 @@ every wait is bounded; every process is stopped in a ``finally`` and its process
 from __future__ import annotations
 
 import hashlib
+import itertools
 import resource
 import signal
 import socket
@@ -232,6 +233,21 @@ def test_the_client_resumes_its_sessions_with_a_pqproxy_server_and_keeps_the_hyb
         assert all(r["group"] == HYBRID and r["result"] == "ok" and r["bytes_up"] == 5000 for r in ours + theirs)
         assert client.metric(RESUMED) == 3 and server.metric(RESUMED) == 3
         assert client.metric(HANDSHAKES, result="ok", group=HYBRID) == 4
+
+
+def test_a_ticket_from_one_server_worker_resumes_on_the_other(pki: dict[str, Path]) -> None:
+    with backend() as echo, \
+            running("server", server_args(pki, echo.address, "--drain-timeout", "1"), workers=2,
+                    admin=False) as server, \
+            running("client", client_args(pki, server.port, "--drain-timeout", "1"), admin=False) as client:
+        for i in range(16):  # one after the other: each resumes the ticket of the one before
+            assert exchange(client.port, b"hop %d" % i) == b"hop %d" % i
+        served = server.wait_count(is_connection, 16)
+        assert all(r.get("resumed") for r in served[1:]), served
+        crossed = [b for a, b in itertools.pairwise(served) if a["worker"] != b["worker"]]
+        assert crossed, "SO_REUSEPORT sent all 16 to one worker"  # 2 in 2^15 runs
+        assert all(r["resumed"] for r in crossed)  # sealed by one worker, opened by the other
+        assert len(client.wait_count(is_connection, 16)) == 16
 
 
 def test_the_client_resumes_against_an_mtls_server_which_still_names_the_client(pki: dict[str, Path]) -> None:

@@ -21,7 +21,7 @@ from ..tls.certificates import CertificateChain, load_trust_store
 from ..tls.config import TLSConfig
 from ..tls.groups import parse_group_list
 from ..tls.key_schedule import cipher_suite_by_name
-from ..tls.session import TicketSealer, TicketStore
+from ..tls.session import TicketKeys, TicketSealer, TicketStore
 
 
 class ConfigError(ValueError):
@@ -431,7 +431,8 @@ def _ticket_context(trust: list[Any] | None, allowed_names: tuple[str, ...], qkd
     return digest.digest()
 
 
-def build_server_runtime(settings: ServerSettings, ticket_keys: list[bytes] | None = None) -> ServerRuntime:
+def build_server_runtime(settings: ServerSettings,
+                         ticket_keys: list[bytes] | TicketKeys | None = None) -> ServerRuntime:
     """Load every certificate and CA and make the engine configurations. Raises ConfigError."""
     sealer = TicketSealer(ticket_keys)
     built = []

@@ -10,7 +10,9 @@ signals into actions:
   ``limits.drain_timeout`` seconds to finish, then the supervisor exits.
 
 Session-ticket keys are made here and handed to every worker, so a ticket from one worker resumes on
-another; they live only in memory and survive reloads.
+another; they live only in memory and survive reloads. They rotate every ``TICKET_KEY_PERIOD`` by a one-way
+ratchet that every process runs on its own clock (``TicketKeys``): the workers agree without talking, and a
+key dropped (after the ticket lifetime) is gone from every process, supervisor included.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from typing import Any
 
 import trio
 
+from ..tls.config import DEFAULT_TICKET_LIFETIME
+from ..tls.session import TicketKeys
 from .config import (
     ClientSettings,
     ConfigError,
@@ -46,6 +50,10 @@ from .config import (
 )
 
 log = logging.getLogger("pqproxy")
+# Ticket keys: a new one every hour; each is kept for as long as a ticket sealed under it may live (the
+# engine's ticket lifetime), then dropped.
+TICKET_KEY_PERIOD = 3600.0
+TICKET_LIFETIME = DEFAULT_TICKET_LIFETIME
 # A worker that keeps dying is not restarted forever: at most this many restarts per minute.
 MAX_RESTARTS_PER_MINUTE = 10
 WORKER_START_TIMEOUT = 30.0
@@ -68,7 +76,7 @@ class ConfigSource:
             return server_settings(data, self.flags, source)
         return client_settings(data, self.flags, source)
 
-    def build(self, ticket_keys: list[bytes]) -> Any:
+    def build(self, ticket_keys: TicketKeys | list[bytes]) -> Any:
         settings = self.load()
         if isinstance(settings, ServerSettings):
             return build_server_runtime(settings, ticket_keys)
@@ -99,7 +107,7 @@ def raise_fd_limit() -> None:
 # --- the worker process -----------------------------------------------------------------------------
 
 
-def worker_main(source: ConfigSource, ticket_keys: list[bytes], ready: Any, worker_id: int) -> None:
+def worker_main(source: ConfigSource, ticket_keys: TicketKeys, ready: Any, worker_id: int) -> None:
     """Entry point of a worker process (multiprocessing 'spawn')."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor turns Ctrl-C into SIGTERM for us
     # A SIGHUP before _worker listens for it would kill us (the default action); this worker reads the
@@ -114,7 +122,7 @@ def worker_main(source: ConfigSource, ticket_keys: list[bytes], ready: Any, work
         pass
 
 
-async def _worker(source: ConfigSource, ticket_keys: list[bytes], ready: Any, worker_id: int) -> None:
+async def _worker(source: ConfigSource, ticket_keys: TicketKeys, ready: Any, worker_id: int) -> None:
     from .metrics import Metrics
     from .sidecar import Proxy
 
@@ -150,7 +158,7 @@ async def _watch_parent(parent: int, scope: trio.CancelScope) -> None:
         os.kill(os.getpid(), signal.SIGTERM)  # the same drain as a SIGTERM from the supervisor
 
 
-def _reload(proxy: Any, source: ConfigSource, ticket_keys: list[bytes], worker_id: int) -> None:
+def _reload(proxy: Any, source: ConfigSource, ticket_keys: TicketKeys, worker_id: int) -> None:
     try:
         runtime = source.build(ticket_keys)
     except Exception as exc:  # ConfigError, or anything else: a reload must not kill the worker
@@ -182,7 +190,7 @@ class Supervisor:
         self.source = source
         self.settings = settings
         self.workers = settings.workers or os.cpu_count() or 1
-        self.ticket_keys = [os.urandom(32)]
+        self.ticket_keys = TicketKeys.fresh(time.time(), TICKET_KEY_PERIOD, TICKET_LIFETIME)
         self.ctx = multiprocessing.get_context("spawn")
         self.processes: dict[int, Any] = {}
         self.ready_events: dict[int, Any] = {}
@@ -192,6 +200,7 @@ class Supervisor:
 
     def _spawn(self, worker_id: int) -> None:
         ready = self.ctx.Event()
+        self.ticket_keys.at(time.time())  # a worker (re)started now gets today's keys, not ones dropped since
         process = self.ctx.Process(target=worker_main, args=(self.source, self.ticket_keys, ready, worker_id),
                                    name=f"pqproxy-worker-{worker_id}", daemon=False)
         process.start()

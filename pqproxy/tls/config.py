@@ -31,6 +31,9 @@ DEFAULT_SIGNATURE_SCHEMES: tuple[int, ...] = (
 )
 
 
+DEFAULT_TICKET_LIFETIME = 7200  # seconds: what a server's tickets say, and how long it opens them
+
+
 @dataclass(frozen=True)
 class ExternalPSK:
     """An out-of-band PSK (RFC 8446 §2.2). ``imported`` offers it through RFC 9258's importer."""
@@ -77,7 +80,7 @@ class TLSConfig:
     group_selection: str = "pq-first"  # "pq-first" or "server-preference"
     max_client_hello_size: int = DEFAULT_MAX_CLIENT_HELLO
     session_tickets: int = 1  # tickets a server sends after the handshake (0: none)
-    ticket_lifetime: int = 7200
+    ticket_lifetime: int = DEFAULT_TICKET_LIFETIME
     ticket_sealer: TicketSealer | None = None
     # Server: what its tickets are bound to. A ticket is resumed only under the context it was issued under;
     # set it to a digest of everything that decides client authentication (CAs, allowed names, PSK policy),

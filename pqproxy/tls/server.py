@@ -373,7 +373,7 @@ class ServerHandshake:
         assert self.suite is not None
         sealer = self.config.ticket_sealer
         if sealer is not None:
-            state = sealer.open(identity)
+            state = sealer.open(identity, now)
             if state is not None:
                 if (CIPHER_SUITES.get(state.cipher_suite) is None
                         or CIPHER_SUITES[state.cipher_suite].hash_name != self.suite.hash_name
@@ -656,7 +656,7 @@ class ServerHandshake:
                 self.config.ticket_lifetime, age_add, (facts.server_name or "").encode(), self.alpn or b"",
                 self.config.ticket_context, client_certificate,
             )
-            ticket = NewSessionTicket(lifetime, age_add, nonce, sealer.seal(state))
+            ticket = NewSessionTicket(lifetime, age_add, nonce, sealer.seal(state, now))
             self.conn.send_handshake(ticket.encode())
 
 

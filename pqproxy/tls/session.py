@@ -13,6 +13,7 @@ under the same context, and never past its first handshake's lifetime.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 from collections import deque
@@ -90,19 +91,68 @@ class TicketState:
     client_certificate: bytes = b""  # the client's certificate (DER) from that full handshake; b"": none
 
 
+class TicketKeys:
+    """A server's ticket keys over time: a new one every ``period`` seconds, from the last by a one-way ratchet
+    (key n+1 = SHA-256(label, key n)). Every process that holds the same state has the same keys at the same
+    time without talking to the others (a sidecar's workers and their supervisor), and a key once dropped
+    cannot be worked out again from those kept: the tickets sealed under it can no longer be opened, nor
+    forged, by anyone who later reads this process's memory. The newest ``keep`` keys are kept (the newest
+    seals, all of them open): enough for a ticket sealed at the end of one period to live out its lifetime.
+
+    Sans-IO: the caller says what time it is. A clock that goes back never brings a key back."""
+
+    _LABEL = b"pqproxy ticket key ratchet"
+
+    def __init__(self, key: bytes, epoch: int, period: float, keep: int) -> None:
+        if period <= 0 or keep < 1:
+            raise ValueError("period must be positive and at least one key kept")
+        self.period, self.keep = period, keep
+        self.epoch = epoch  # the newest key's
+        self._keys: deque[bytes] = deque([bytes(key)], maxlen=keep)  # the newest last
+        self.version = 0  # moves whenever the keys do
+
+    @classmethod
+    def fresh(cls, now: float, period: float, lifetime: int) -> TicketKeys:
+        return cls(os.urandom(32), int(now // period), period, keep=-(-lifetime // int(period)) + 1)
+
+    def at(self, now: float) -> list[bytes]:
+        """The keys at ``now``, the sealing one first."""
+        epoch = int(now // self.period)
+        if epoch > self.epoch:
+            key = self._keys[-1]
+            for _ in range(epoch - self.epoch):
+                key = hashlib.sha256(self._LABEL + key).digest()
+                self._keys.append(key)  # maxlen: the oldest goes
+            self.epoch = epoch
+            self.version += 1
+        return list(reversed(self._keys))
+
+
 class TicketSealer:
-    def __init__(self, keys: list[bytes] | None = None) -> None:
-        self._keys = [bytes(k) for k in keys] if keys else [os.urandom(32)]
-        self._aeads = [(self._key_id(k), AESGCM(k)) for k in self._keys]
+    """Seals and opens tickets. ``keys``: a fixed list (the first seals, all open), or ``TicketKeys`` that rotate;
+    none: one random key."""
+
+    def __init__(self, keys: list[bytes] | TicketKeys | None = None) -> None:
+        self._rotating = keys if isinstance(keys, TicketKeys) else None
+        self._version = -1
+        fixed = [bytes(k) for k in keys] if isinstance(keys, list) and keys else [os.urandom(32)]
+        self._aeads = [(self._key_id(k), AESGCM(k)) for k in fixed]
+
+    def _current(self, now: float | None) -> list[tuple[bytes, AESGCM]]:
+        rotating = self._rotating
+        if rotating is not None and now is not None:
+            keys = rotating.at(now)
+            if rotating.version != self._version:
+                self._aeads = [(self._key_id(k), AESGCM(k)) for k in keys]
+                self._version = rotating.version
+        return self._aeads
 
     @staticmethod
     def _key_id(key: bytes) -> bytes:
-        import hashlib
-
         return hashlib.sha256(b"pqproxy ticket key id" + key).digest()[:_KEY_ID_LEN]
 
-    def seal(self, state: TicketState) -> bytes:
-        key_id, aead = self._aeads[0]
+    def seal(self, state: TicketState, now: float | None = None) -> bytes:
+        key_id, aead = self._current(now)[0]
         nonce = os.urandom(_NONCE_LEN)
         plain = (
             struct.pack(">BHdII", _TICKET_VERSION, state.cipher_suite, state.authenticated_at, state.lifetime,
@@ -115,12 +165,13 @@ class TicketSealer:
         )
         return key_id + nonce + aead.encrypt(nonce, plain, key_id)
 
-    def open(self, ticket: bytes) -> TicketState | None:
-        """The ticket's state, or None for a ticket we cannot open (not ours, tampered, old format)."""
+    def open(self, ticket: bytes, now: float | None = None) -> TicketState | None:
+        """The ticket's state, or None for a ticket we cannot open (not ours, tampered, old format, its key
+        dropped)."""
         if len(ticket) < _KEY_ID_LEN + _NONCE_LEN + 16:
             return None
         key_id = ticket[:_KEY_ID_LEN]
-        for kid, aead in self._aeads:
+        for kid, aead in self._current(now):
             if kid != key_id:
                 continue
             try:
