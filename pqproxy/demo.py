@@ -230,7 +230,7 @@ def qkd_demo(pki: Path, echo_port: int) -> bool:
     headers = ("phase", "link", "client --qkd prefer", "client --qkd require")
     widths = [max(len(r[i]) for r in (*rows, headers)) for i in range(4)]
     for row in (headers, *rows):
-        print("  " + "  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row)))
+        print("  " + "  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row)).rstrip())
     print("\nThe prefer client's metrics:")
     for line in metrics:
         print(f"  {line}")
