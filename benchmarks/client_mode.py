@@ -13,13 +13,14 @@ still X25519MLKEM768 (psk_dhe_ke) but has no certificate chain to verify. Printe
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks import sidecars
 from pqproxy.certs import write_dev_pki
@@ -40,8 +41,11 @@ def _plain_load(port: int, n: int) -> None:
 def _resumed_sessions(admin_port: int) -> int:
     with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10) as response:
         body = response.read().decode()
-    found = re.search(r"^pqproxy_resumed_sessions_total (\S+)$", body, re.MULTILINE)
-    return int(float(found.group(1))) if found else 0
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name == "pqproxy_resumed_sessions_total":
+                return int(sample.value)
+    return 0
 
 
 def run(rounds: int = 4, per_round: int = 300, warm_up: int = 200) -> dict[str, Any]:
@@ -65,7 +69,7 @@ def run(rounds: int = 4, per_round: int = 300, warm_up: int = 200) -> dict[str, 
                 _plain_load(port, warm_up)
             cpu: dict[str, dict[str, list[float]]] = {mode: {"client": [], "server": []} for mode in MODES}
             for r in range(rounds):
-                for mode in (MODES if r % 2 == 0 else MODES[::-1]):
+                for mode in sidecars.in_turn(MODES, r):
                     client, port, _ = clients[mode]
                     client0, _ = client.stats()
                     server0, _ = server.stats()

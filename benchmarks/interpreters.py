@@ -43,7 +43,7 @@ def compare(other: str, rounds: int = 8, per_round: int = 600, warm_up: int = si
                                 "groups": "X25519MLKEM768"})
             per_connection: dict[str, list[float]] = {name: [] for name in pythons}
             for r in range(rounds):
-                for name in (list(pythons) if r % 2 == 0 else list(pythons)[::-1]):
+                for name in sidecars.in_turn(tuple(pythons), r):
                     done = sidecars._handshake_round(*servers[name], "X25519MLKEM768", settings)
                     per_connection[name].append(done["cpu_s"] / done["n"] * 1e6)
         finally:

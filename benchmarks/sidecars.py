@@ -211,7 +211,7 @@ def paired_rounds(pki: dict[str, Path], settings: Settings, floor: Callable[[], 
             _load({**base, "mode": "handshakes", "n": WARM_UP, "concurrency": settings.concurrency,
                    "groups": "X25519MLKEM768"})  # warm-up
         for r in range(settings.rounds):
-            order = KINDS if r % 2 == 0 else KINDS[::-1]
+            order = in_turn(KINDS, r)
             if floor is not None:
                 floors.append(floor())
             for label, group in GROUPS.items():
@@ -255,6 +255,11 @@ def paired_rounds(pki: dict[str, Path], settings: Settings, floor: Callable[[], 
                                                                      strict=True) if a > 0]
                                for kind in KINDS}
     return out
+
+
+def in_turn(names: tuple[str, ...], round_index: int) -> tuple[str, ...]:
+    """Who takes the load first in this round: A B, then B A, and so on (drift hits both the same)."""
+    return names if round_index % 2 == 0 else names[::-1]
 
 
 def _handshake_round(server: _Process, base: dict[str, Any], group: str, settings: Settings) -> dict[str, Any]:

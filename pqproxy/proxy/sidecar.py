@@ -585,7 +585,7 @@ class Proxy:
                 self._upstream_failed(record, exc)
                 return
             record.upstream = "{}:{}".format(*runtime.target)
-            tickets = runtime.tickets if qkd is None else None
+            tickets = runtime.tickets  # None with QKD: every connection takes a fresh key
             if tickets is not None and (ticket := tickets.take(time.time())) is not None:
                 config = replace(config, resume_session=ticket)
             tls = TLSStream(remote, TLSClient(config), on_ticket=tickets.add if tickets is not None else None)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from . import certificates
 from .alerts import AlertDescription, TLSAlert, decode_error, illegal_parameter, unexpected_message
@@ -151,6 +150,7 @@ class ServerHandshake:
         self.client_app_secret = b""
         self.requested_client_certificate = False
         self.client_certificate: Any = None
+        self.client_certificate_der = b""  # its DER, as it came (in the Certificate message, or the ticket)
         self.client_hello_size = 0
 
     def handle(self, msg_type: int, body: bytes, raw: bytes) -> None:
@@ -194,6 +194,7 @@ class ServerHandshake:
         self.psk = self.check_for_resumption(facts)
         if self.psk is not None and self.psk.client_certificate is not None:
             self.client_certificate = self.psk.client_certificate  # who the resumed session's client is
+            self.client_certificate_der = self.psk.ticket.client_certificate if self.psk.ticket else b""
         if self.config.require_external_psk and (self.psk is None or self.psk.kind != "external"):
             raise TLSAlert(AlertDescription.unknown_psk_identity, "an external PSK is required and none matched",
                            "psk_required")
@@ -575,6 +576,7 @@ class ServerHandshake:
         if allowed is not None and not allowed(self.client_certificate):
             raise TLSAlert(AlertDescription.access_denied, "client certificate name is not allowed",
                            "client_not_allowed")
+        self.client_certificate_der = bytes(certificate.certificate_list[0].cert_data)
         self.state = "wait_client_certificate_verify"
 
     def process_client_certificate_verify(self, verify: CertificateVerify, raw: bytes) -> None:
@@ -643,9 +645,7 @@ class ServerHandshake:
         resumed = self.psk.ticket if self.psk is not None and self.psk.kind == "resumption" else None
         authenticated_at = resumed.authenticated_at if resumed is not None else now
         lifetime = int(authenticated_at + self.config.ticket_lifetime - now)
-        client_certificate = b""
-        if self.client_certificate is not None:
-            client_certificate = self.client_certificate.public_bytes(serialization.Encoding.DER)
+        client_certificate = self.client_certificate_der
         if lifetime <= 0 or len(client_certificate) > 0xFFFF:
             return
         for i in range(self.config.session_tickets):

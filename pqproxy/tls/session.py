@@ -115,8 +115,8 @@ class TicketKeys:
     def fresh(cls, now: float, period: float, lifetime: int) -> TicketKeys:
         return cls(os.urandom(32), int(now // period), period, keep=-(-lifetime // int(period)) + 1)
 
-    def at(self, now: float) -> list[bytes]:
-        """The keys at ``now``, the sealing one first."""
+    def advance(self, now: float) -> None:
+        """Ratchet to ``now``'s key, if its period has begun."""
         epoch = int(now // self.period)
         if epoch > self.epoch:
             key = self._keys[-1]
@@ -125,6 +125,10 @@ class TicketKeys:
                 self._keys.append(key)  # maxlen: the oldest goes
             self.epoch = epoch
             self.version += 1
+
+    def at(self, now: float) -> list[bytes]:
+        """The keys at ``now``, the sealing one first."""
+        self.advance(now)
         return list(reversed(self._keys))
 
 
@@ -141,9 +145,9 @@ class TicketSealer:
     def _current(self, now: float | None) -> list[tuple[bytes, AESGCM]]:
         rotating = self._rotating
         if rotating is not None and now is not None:
-            keys = rotating.at(now)
-            if rotating.version != self._version:
-                self._aeads = [(self._key_id(k), AESGCM(k)) for k in keys]
+            rotating.advance(now)
+            if rotating.version != self._version:  # once an hour: the AEADs are made for new keys only then
+                self._aeads = [(self._key_id(k), AESGCM(k)) for k in rotating.at(now)]
                 self._version = rotating.version
         return self._aeads
 
