@@ -16,6 +16,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                         "(default: X25519MLKEM768,SecP256r1MLKEM768,SecP384r1MLKEM1024,MLKEM768,MLKEM1024,"
                         "X25519,secp256r1,secp384r1)")
     p.add_argument("--ciphers", metavar="LIST", help="TLS 1.3 cipher suites in preference order")
+    p.add_argument("--signature-algorithms", metavar="LIST",
+                   help="signature schemes to offer and accept, IANA names, comma-separated (default: all we "
+                        "verify; ML-DSA (mldsa44,mldsa65,mldsa87) only when a trust anchor or our own "
+                        "certificate has an ML-DSA key)")
     p.add_argument("--alpn", type=_csv, metavar="LIST", help="ALPN protocols, comma-separated")
     p.add_argument("--admin", metavar="H:P", help="serve /metrics, /healthz and /readyz here")
     p.add_argument("--workers", type=int, metavar="N",
@@ -27,6 +31,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drain-timeout", type=float, metavar="S",
                    help="on SIGTERM, seconds open connections get to finish (default 30)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--verify-profile", choices=("rfc5280", "webpki"),
+                   help="rules the peer's certificate chain is held to: rfc5280 (default; as OpenSSL and Go check "
+                        "private CAs: keyUsage and extendedKeyUsage checked when present) or webpki (the "
+                        "CA/Browser Forum profile: keyUsage required on CAs, SAN on every leaf)")
     q = p.add_argument_group("QKD keying (ETSI GS QKD 014; the same keys in a [qkd] table of the TOML file)")
     q.add_argument("--qkd", choices=["off", "prefer", "require"],
                    help="key each handshake with a QKD key too: prefer (without one, carry on hybrid-only and count "

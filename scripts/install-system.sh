@@ -8,6 +8,7 @@
 #   nftables  - the probe's raw-packet mode drops the kernel's RSTs for its own connections while it runs
 #   iptables  - iptables-legacy: the lab's NFQUEUE rule (this kernel's nf_tables has no queue expression)
 #   iproute2  - ip netns, veth, ss: the lab's namespaces
+#   openssl   - the command line users make their private PKIs with (tests/openssl_pki.py)
 # Already installed -> print versions and stop. Otherwise, as root: apt-get update once, then install.
 # Outside CI a machine where that is impossible (not root, no apt-get) only gets a warning: those tests then
 # skip and say how to install. In CI (CI=true) anything missing fails the run.
@@ -16,7 +17,7 @@ set -euo pipefail
 # package:command pairs
 wanted=("chromium:chromium" "haproxy:haproxy" "nginx:nginx" "libnginx-mod-stream:/usr/lib/nginx/modules/ngx_stream_module.so"
         "squid-openssl:/usr/share/doc/squid-openssl" "tcpdump:tcpdump" "nftables:nft"
-        "iptables:iptables-legacy" "iproute2:ss")
+        "iptables:iptables-legacy" "iproute2:ss" "openssl:openssl")
 
 give_up() {
     if [ "${CI:-}" = "true" ]; then

@@ -40,10 +40,9 @@ from pqproxy.tls.certificates import (
     load_trust_store,
     sign,
     signature_schemes_for_key,
-    verify_client_chain,
-    verify_server_chain,
     verify_signature,
 )
+from pqproxy.tls.chain_validation import verify_client_chain, verify_server_chain
 from pqproxy.tls.codepoints import SignatureScheme as S
 from tests.peers.node import node_binary
 

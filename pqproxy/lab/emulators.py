@@ -22,6 +22,8 @@ emulator                             imitates (REFERENCE.md §3)
                                      tls_inspector buffers, sslsplit), here 3000 bytes
 ``CodepointEmulator``                a TLS-inspecting firewall (FortiGate flow mode) that answers
                                      0x11EC with alert illegal_parameter
+``SigalgCodepointEmulator``          an IPS threat signature that resets hellos naming ML-DSA
+                                     signature schemes (0x0904-0x0906; Go 1.26 clients, 2026)
 ``EarlyVerdictEmulator``             an IPS whose rule fires before reassembly (AWS Network Firewall
                                      on Suricata 6.0.9): a large hello in pieces is dropped silently
 ``HrrEmulator``                      a box that forwards the first ClientHello and drops a second one
@@ -49,7 +51,7 @@ from typing import Any, Self
 
 from pqproxy.tls.alerts import TLSAlert
 from pqproxy.tls.codepoints import ContentType, ExtensionType, HandshakeType
-from pqproxy.tls.extensions import KeyShareClientHello, NamedGroupList, ServerNameList
+from pqproxy.tls.extensions import KeyShareClientHello, NamedGroupList, ServerNameList, SignatureSchemeList
 from pqproxy.tls.messages import ClientHello, find_extension
 from pqproxy.tls.wire import Reader
 
@@ -61,6 +63,7 @@ IDLE_TIMEOUT = 10.0  # a forwarded or held connection with no traffic for this l
 RECV = 65536
 RECORD_HEADER = 5
 X25519MLKEM768 = 0x11EC
+MLDSA_SCHEMES = frozenset({0x0904, 0x0905, 0x0906})  # mldsa44, mldsa65, mldsa87 (draft-ietf-tls-mldsa)
 # Alert illegal_parameter (47) in a plaintext TLS 1.2-versioned record, as FortiGate sends it.
 ILLEGAL_PARAMETER_ALERT = bytes((0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x2F))
 
@@ -188,6 +191,17 @@ def offered_groups(message: bytes) -> set[int]:
     if shares is not None:
         groups.update(e.group for e in KeyShareClientHello.decode(shares.data).client_shares)
     return groups
+
+
+def offered_signature_schemes(message: bytes) -> dict[str, set[int]]:
+    """signature_algorithms and signature_algorithms_cert of a whole ClientHello message, by extension name."""
+    hello = ClientHello.decode(message[4:])
+    found: dict[str, set[int]] = {}
+    for ext_type in (ExtensionType.signature_algorithms, ExtensionType.signature_algorithms_cert):
+        listed = find_extension(hello.extensions, ext_type)
+        if listed is not None:
+            found[ext_type.name] = set(SignatureSchemeList.decode(listed.data).schemes)
+    return found
 
 
 # --- the proxy -------------------------------------------------------------------------------------------
@@ -498,6 +512,33 @@ class CodepointEmulator(Emulator):
         return Decision(FORWARD, "no 0x11EC")
 
 
+class SigalgCodepointEmulator(Emulator):
+    """``sigalg-codepoint``: an IPS whose threat signature matches ML-DSA signature schemes (0x0904-0x0906) in
+    signature_algorithms or signature_algorithms_cert of a ClientHello and resets the connection, whatever the
+    hello's size (a firewall did this to Go 1.26 clients in 2026: golang/go #79626, #81199). Anything else is
+    forwarded. Only the first ClientHello is inspected."""
+
+    name = "sigalg-codepoint"
+    imitates = "an IPS signature that resets hellos naming ML-DSA signature schemes"
+
+    def decide(self, c: Conn) -> Decision:
+        deadline = time.monotonic() + READ_TIMEOUT
+        while (message := client_hello_message(c.buffer)) is None:
+            if not_tls(c.buffer):
+                return Decision(FORWARD, "not TLS")
+            if c.eof or time.monotonic() > deadline:
+                return Decision(CLOSE, "the ClientHello never completed")
+            c.read()
+        try:
+            schemes = offered_signature_schemes(message)
+        except TLSAlert as exc:  # fail open, as such boxes do on what they cannot parse
+            return Decision(FORWARD, f"unparsed: {exc}")
+        hits = sorted(f"{name}:0x{s:04x}" for name, listed in schemes.items() for s in listed & MLDSA_SCHEMES)
+        if hits:
+            return Decision(RESET, f"ML-DSA named ({', '.join(hits)})")
+        return Decision(FORWARD, "no ML-DSA scheme")
+
+
 class EarlyVerdictEmulator(Emulator):
     """``early-verdict``: an IPS that judges the first read alone. When it holds a record header that
     announces a *large* hello (``large`` bytes or more) but not the whole record, its rule fires before
@@ -609,7 +650,8 @@ class SilentEmulator(Emulator):
 EMULATORS: dict[str, type[Emulator]] = {
     cls.name: cls
     for cls in (SniOffsetEmulator, TinyFirstSegmentEmulator, SizeThresholdEmulator, CodepointEmulator,
-                EarlyVerdictEmulator, HrrEmulator, PmtuBlackholeEmulator, FlakyEmulator, SilentEmulator)
+                SigalgCodepointEmulator, EarlyVerdictEmulator, HrrEmulator, PmtuBlackholeEmulator, FlakyEmulator,
+                SilentEmulator)
 }
 
 

@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..tls.alerts import alert_name
-from ..tls.certificates import certificate_matches_name
+from ..tls.chain_validation import certificate_matches_name
 from ..tls.client import TLSClient
 from ..tls.codepoints import ContentType, HandshakeType
 from ..tls.config import TLSConfig

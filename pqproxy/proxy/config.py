@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..tls.certificates import CertificateChain, load_trust_store
-from ..tls.config import TLSConfig
+from ..tls.config import TLSConfig, parse_signature_scheme_list
 from ..tls.groups import parse_group_list
 from ..tls.key_schedule import cipher_suite_by_name
 from ..tls.session import TicketKeys, TicketSealer, TicketStore
@@ -49,6 +49,10 @@ def _address(value: str) -> str:
 def _groups(value: list[str] | str) -> tuple[int, ...]:
     text = value if isinstance(value, str) else ",".join(value)
     return parse_group_list(text)
+
+
+def _signature_schemes(value: list[str] | str) -> tuple[int, ...]:
+    return parse_signature_scheme_list(value if isinstance(value, str) else ",".join(value))
 
 
 def _suites(value: list[str] | str) -> tuple[int, ...]:
@@ -141,9 +145,11 @@ class ListenerSettings(_Strict):
     key: str | None = None
     groups: tuple[int, ...] | None = None
     ciphers: tuple[int, ...] | None = None
+    signature_algorithms: tuple[int, ...] | None = None  # None: ML-DSA only with an ML-DSA key in sight
     alpn: tuple[str, ...] = ()
     require_hybrid: bool = False
     client_ca: str | None = None
+    verify_profile: Literal["rfc5280", "webpki"] = "rfc5280"  # the rules client certificates are held to
     allowed_names: tuple[str, ...] = ()
     proxy_protocol: bool = False
     legacy_tls12: bool = False
@@ -163,6 +169,7 @@ class ListenerSettings(_Strict):
 
     _groups = field_validator("groups", mode="before")(lambda cls, v: _codes(v, _groups))
     _ciphers = field_validator("ciphers", mode="before")(lambda cls, v: _codes(v, _suites))
+    _sigalgs = field_validator("signature_algorithms", mode="before")(lambda cls, v: _codes(v, _signature_schemes))
 
     @model_validator(mode="after")
     def _complete(self) -> ListenerSettings:
@@ -196,11 +203,15 @@ class ClientSettings(_Strict):
     connect: str
     sni: str | None = None
     ca: str | None = None
+    verify_profile: Literal["rfc5280", "webpki"] = "rfc5280"  # the rules the server's chain is held to
     insecure: bool = False
     cert: str | None = None
     key: str | None = None
     groups: tuple[int, ...] | None = None
     ciphers: tuple[int, ...] | None = None
+    # signature_algorithms to offer. None: every scheme we verify except ML-DSA, which is offered only when a
+    # trust anchor or our own certificate has an ML-DSA key (IPS signatures reset hellos that name it).
+    signature_algorithms: tuple[int, ...] | None = None
     alpn: tuple[str, ...] = ()
     # When the remote server is connected (and the QKD key fetched): as soon as the application connects,
     # or only once it sends its first bytes, so that the idle connections of an application's pool cost
@@ -219,6 +230,7 @@ class ClientSettings(_Strict):
 
     _groups = field_validator("groups", mode="before")(lambda cls, v: _codes(v, _groups))
     _ciphers = field_validator("ciphers", mode="before")(lambda cls, v: _codes(v, _suites))
+    _sigalgs = field_validator("signature_algorithms", mode="before")(lambda cls, v: _codes(v, _signature_schemes))
 
     @model_validator(mode="after")
     def _trust(self) -> ClientSettings:
@@ -415,7 +427,8 @@ def _load_chain(cert: str, key: str, where: str) -> CertificateChain:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _ticket_context(trust: list[Any] | None, allowed_names: tuple[str, ...], qkd_mode: str) -> bytes:
+def _ticket_context(trust: list[Any] | None, allowed_names: tuple[str, ...], qkd_mode: str,
+                    verify_profile: str) -> bytes:
     """What a listener's session tickets are bound to (``TLSConfig.ticket_context``): everything that decides
     who may connect. All listeners share the workers' ticket keys, and a resumed session skips the client
     certificate, so a ticket from a listener (or a configuration before a reload) with a weaker policy must
@@ -425,7 +438,8 @@ def _ticket_context(trust: list[Any] | None, allowed_names: tuple[str, ...], qkd
 
     digest = hashlib.sha256(b"pqproxy ticket context 1")
     parts = [b"ca", *(cert.public_bytes(Encoding.DER) for cert in trust or ()),
-             b"names", *(name.lower().encode() for name in sorted(allowed_names)), b"qkd", qkd_mode.encode()]
+             b"names", *(name.lower().encode() for name in sorted(allowed_names)), b"qkd", qkd_mode.encode(),
+             b"profile", verify_profile.encode()]
     for part in parts:
         digest.update(len(part).to_bytes(4, "big") + part)
     return digest.digest()
@@ -457,13 +471,17 @@ def build_server_runtime(settings: ServerSettings,
             kwargs["groups"] = listener.groups
         if listener.ciphers:
             kwargs["cipher_suites"] = listener.ciphers
+        if listener.signature_algorithms:
+            kwargs["signature_schemes"] = listener.signature_algorithms
         tls = TLSConfig(
             certificate_chain=chain, sni_certificates=sni_chains, trust_store=trust,
             require_client_certificate=trust is not None,
             client_certificate_allowed=_names_allowed(listener.allowed_names) if listener.allowed_names else None,
             require_post_quantum=listener.require_hybrid, alpn_protocols=tuple(a.encode() for a in listener.alpn),
             max_client_hello_size=settings.limits.max_client_hello, ticket_sealer=sealer,
-            ticket_context=_ticket_context(trust, listener.allowed_names, settings.qkd.mode), **kwargs,
+            verify_profile=listener.verify_profile,
+            ticket_context=_ticket_context(trust, listener.allowed_names, settings.qkd.mode, listener.verify_profile),
+            **kwargs,
         )
         legacy = None
         if listener.legacy_tls12:
@@ -501,8 +519,11 @@ def build_client_runtime(settings: ClientSettings) -> ClientRuntime:
         kwargs["groups"] = settings.groups
     if settings.ciphers:
         kwargs["cipher_suites"] = settings.ciphers
+    if settings.signature_algorithms:
+        kwargs["signature_schemes"] = settings.signature_algorithms
     tls = TLSConfig(
         server_name=settings.sni or target[0], trust_store=trust, verify_peer=not settings.insecure,
+        verify_profile=settings.verify_profile,
         certificate_chain=chain, alpn_protocols=tuple(a.encode() for a in settings.alpn), **kwargs,
     )
     return ClientRuntime(settings, parse_host_port(settings.listen), target, tls, settings.limits,

@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography import x509
 
-from . import certificates
+from . import certificates, chain_validation
 from .alerts import AlertDescription, TLSAlert, decode_error, illegal_parameter, unexpected_message
 from .codepoints import (
     TLS12,
@@ -446,8 +446,9 @@ class ClientHandshake:
         if self.config.verify_peer:
             if not self.config.trust_store:
                 raise TLSAlert(AlertDescription.internal_error, "no trust store to verify the server with")
-            self.server_certificate = certificates.verify_server_chain(
-                chain, self.config.trust_store, self.config.server_name, now=_utc(self.config.clock())
+            self.server_certificate = chain_validation.verify_server_chain(
+                chain, self.config.trust_store, self.config.server_name, now=_utc(self.config.clock()),
+                profile=self.config.verify_profile,
             )
         else:
             try:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .chain_validation import DEFAULT_VERIFY_PROFILE, VERIFY_PROFILES
 from .codepoints import NamedGroup, SignatureScheme
 from .groups import DEFAULT_GROUPS, GROUPS
 from .key_schedule import DEFAULT_CIPHER_SUITES
@@ -29,6 +30,43 @@ DEFAULT_SIGNATURE_SCHEMES: tuple[int, ...] = (
     SignatureScheme.rsa_pkcs1_sha384,
     SignatureScheme.rsa_pkcs1_sha512,
 )
+MLDSA_SIGNATURE_SCHEMES = frozenset({SignatureScheme.mldsa44, SignatureScheme.mldsa65, SignatureScheme.mldsa87})
+# What a ClientHello lists when no ML-DSA key is in sight. In 2026 an IPS threat signature on a widely deployed
+# firewall reset every hello naming ML-DSA (Go 1.26 clients: golang/go #79626, #81199): offer those schemes only
+# where they can matter, as Go then made possible.
+CLASSICAL_SIGNATURE_SCHEMES: tuple[int, ...] = tuple(
+    s for s in DEFAULT_SIGNATURE_SCHEMES if s not in MLDSA_SIGNATURE_SCHEMES
+)
+
+
+def parse_signature_scheme_list(text: str) -> tuple[int, ...]:
+    """A comma- or colon-separated list of SignatureScheme names (``ecdsa_secp256r1_sha256``, ``mldsa65``, ...),
+    each one TLS 1.3 can use: in a CertificateVerify, or (rsa_pkcs1_*) only on certificates."""
+    usable = {SignatureScheme(s).name: s for s in DEFAULT_SIGNATURE_SCHEMES}
+    out: list[int] = []
+    for part in text.replace(":", ",").split(","):
+        name = part.strip().lower()
+        if not name:
+            continue
+        if name not in usable:
+            raise ValueError(f"unknown or unusable signature scheme {part.strip()!r} (one of: {', '.join(usable)})")
+        if usable[name] not in out:
+            out.append(usable[name])
+    if not out:
+        raise ValueError("the signature scheme list is empty")
+    return tuple(out)
+
+
+def signature_schemes_in_sight(trust_store: Sequence[Any] | None, chains: Sequence[Any]) -> tuple[int, ...]:
+    """The signature_algorithms to offer: every scheme we verify when a trust anchor or one of our own
+    certificates has an ML-DSA key (an ML-DSA PKI), else all but ML-DSA."""
+    from .certificates import is_mldsa_key
+
+    anchors = (cert.public_key() for cert in trust_store or ())
+    ours = (chain.leaf.public_key() for chain in chains if chain is not None)
+    if any(is_mldsa_key(key) for key in (*anchors, *ours)):
+        return DEFAULT_SIGNATURE_SCHEMES
+    return CLASSICAL_SIGNATURE_SCHEMES
 
 
 DEFAULT_TICKET_LIFETIME = 7200  # seconds: what a server's tickets say, and how long it opens them
@@ -62,7 +100,9 @@ class TLSConfig:
     # Client: groups to send a key share for in the first ClientHello (None: first PQ + first classical).
     key_share_groups: tuple[int, ...] | None = None
     cipher_suites: tuple[int, ...] = DEFAULT_CIPHER_SUITES
-    signature_schemes: tuple[int, ...] = DEFAULT_SIGNATURE_SCHEMES
+    # signature_algorithms (RFC 8446 §4.2.3), ours to offer and to accept. () picks them from the keys in sight
+    # (signature_schemes_in_sight): ML-DSA only with an ML-DSA trust anchor or certificate of our own.
+    signature_schemes: tuple[int, ...] = ()
     alpn_protocols: tuple[bytes, ...] = ()
     # Our certificate: the server's, or the client's for mutual TLS (a CertificateChain).
     certificate_chain: Any = None
@@ -71,6 +111,9 @@ class TLSConfig:
     # Trust anchors: the client's for servers, the server's for client certificates (x509.Certificate list).
     trust_store: list[Any] | None = None
     verify_peer: bool = True  # client: validate the server's chain and name
+    # Which rules a peer's chain is held to (chain_validation): "rfc5280" as OpenSSL and Go for private trust
+    # anchors, or "webpki" for the CA/Browser Forum's profile.
+    verify_profile: str = DEFAULT_VERIFY_PROFILE
     require_client_certificate: bool = False
     # Server: after the client's chain validates, a policy on its names (mTLS allow-list); False is access_denied.
     client_certificate_allowed: Callable[[Any], bool] | None = None
@@ -105,10 +148,15 @@ class TLSConfig:
         unknown = [g for g in self.groups if g not in GROUPS]
         if unknown:
             raise ValueError(f"groups not implemented: {', '.join(hex(g) for g in unknown)}")
+        if not self.signature_schemes:
+            self.signature_schemes = signature_schemes_in_sight(
+                self.trust_store, [self.certificate_chain, *self.sni_certificates.values()])
         if self.key_share_groups is None:
             self.key_share_groups = _default_key_share_groups(self.groups)
         if self.record_size_limit is not None and not 64 <= self.record_size_limit <= 16385:
             raise ValueError("record_size_limit must be between 64 and 16385 (RFC 8449)")
+        if self.verify_profile not in VERIFY_PROFILES:
+            raise ValueError(f"verify_profile is one of {', '.join(VERIFY_PROFILES)}")
         if self.group_selection not in ("pq-first", "server-preference"):
             raise ValueError("group_selection is pq-first or server-preference")
         if self.ticket_sealer is None and self.session_tickets:

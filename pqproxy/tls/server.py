@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography import x509
 
-from . import certificates
+from . import certificates, chain_validation
 from .alerts import AlertDescription, TLSAlert, decode_error, illegal_parameter, unexpected_message
 from .codepoints import (
     HELLO_RETRY_REQUEST_RANDOM,
@@ -565,9 +565,10 @@ class ServerHandshake:
                 raise TLSAlert(AlertDescription.unsupported_extension, "CertificateEntry extension not requested")
         assert self.config.trust_store is not None
         try:
-            self.client_certificate = certificates.verify_client_chain(
+            self.client_certificate = chain_validation.verify_client_chain(
                 [e.cert_data for e in certificate.certificate_list], self.config.trust_store,
                 now=datetime.datetime.fromtimestamp(self.config.clock(), tz=datetime.UTC),
+                profile=self.config.verify_profile,
             )
         except TLSAlert as alert:
             alert.code = "client_certificate_invalid"
