@@ -5,15 +5,18 @@ needs it before the handshake: to hand a TLS 1.2-only client to OpenSSL (``legac
 identity (``--qkd``), to route by SNI. This harness drives ``Proxy._server_handshake`` (the edge's handshake
 step, the same in every version of the sidecar) in trio over a socket pair, for a plain listener, one with
 ``legacy_tls12`` and one with QKD keying from a static key file, and counts the bytecodes executed in pqproxy's own
-files (``sys.settrace`` with opcode events on the trio thread; trio's and the standard library's frames are not
-counted, and the client, which runs in another thread, is not traced).
+code (``sys.settrace`` with opcode events on the trio thread; trio's and the standard library's frames are not
+counted, the ``__init__`` of our dataclasses is, and the client, which runs in another thread, is not traced). How
+often a read finds the socket empty depends on the client thread's timing: counts vary by a few dozen.
 
-Run as ``python -m benchmarks.edge_bytecodes [handshakes]``. Prints one JSON object.
+Run as ``python -m benchmarks.edge_bytecodes [handshakes] [top]`` (``top``: the functions that execute most).
+Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import socket
 import sys
@@ -28,7 +31,7 @@ from typing import Any
 _PACKAGE = str(Path(__file__).resolve().parents[1] / "pqproxy")
 
 
-def count(handshakes: int = 20) -> dict[str, Any]:
+def count(handshakes: int = 20, top: int = 0) -> dict[str, Any]:
     from pqproxy.certs import write_dev_pki
 
     results: dict[str, Any] = {"handshakes": handshakes}
@@ -38,11 +41,16 @@ def count(handshakes: int = 20) -> dict[str, Any]:
         key_file = Path(tmp) / "keys.json"
         key_file.write_text(json.dumps({"keys": {k: base64.b64encode(bytes(32)).decode() for k in key_ids}}))
         for kind in ("plain", "legacy_tls12", "qkd"):
-            results[kind] = _count_kind(kind, pki, key_file, handshakes)
+            total, by_function = _count_kind(kind, pki, key_file, handshakes)
+            results[kind] = total
+            if top:
+                results[f"{kind}_top"] = [{"function": name, "per_handshake": round(n / handshakes)}
+                                          for name, n in by_function.most_common(top)]
     return results
 
 
-def _count_kind(kind: str, pki: dict[str, Path], key_file: Path, handshakes: int) -> int:
+def _count_kind(kind: str, pki: dict[str, Path], key_file: Path, handshakes: int
+                ) -> tuple[int, collections.Counter[str]]:
     import trio
 
     from pqproxy.proxy.config import build_server_runtime, server_settings
@@ -60,14 +68,15 @@ def _count_kind(kind: str, pki: dict[str, Path], key_file: Path, handshakes: int
     listener = runtime.listeners[0]
     qkd = sidecar.qkd_edge(runtime)
     client_qkd = _client_qkd(key_file) if kind == "qkd" else None
-    counted = [0]
+    by_function: collections.Counter[str] = collections.Counter()
 
     def trace(frame: FrameType, event: str, arg: Any) -> Callable[..., Any] | None:
-        if not frame.f_code.co_filename.startswith(_PACKAGE):
-            return trace  # trio's frames: look inside them for ours, count nothing
+        code = frame.f_code
+        if not (code.co_filename.startswith(_PACKAGE) or code.co_filename == "<string>"):
+            return trace  # trio's frames: look inside them for ours, count nothing (a dataclass's __init__ is ours)
         frame.f_trace_opcodes = True
         if event == "opcode":
-            counted[0] += 1
+            by_function[f"{Path(code.co_filename).name}:{code.co_firstlineno} {code.co_name}"] += 1
         return trace
 
     async def main() -> None:
@@ -75,7 +84,6 @@ def _count_kind(kind: str, pki: dict[str, Path], key_file: Path, handshakes: int
             ours, theirs = socket.socketpair()
             client = threading.Thread(target=_client, args=(theirs, pki, client_qkd), daemon=True)
             client.start()
-            before = counted[0]
             sys.settrace(trace)
             try:
                 tls = await sidecar._server_handshake(TCPTransport(ours), listener, qkd,
@@ -83,7 +91,7 @@ def _count_kind(kind: str, pki: dict[str, Path], key_file: Path, handshakes: int
             finally:
                 sys.settrace(None)
             if i < 3:
-                counted[0] = before
+                by_function.clear()
             if tls.info is None:
                 raise RuntimeError(f"{kind}: the handshake did not complete")
             await tls.send_eof()
@@ -91,7 +99,7 @@ def _count_kind(kind: str, pki: dict[str, Path], key_file: Path, handshakes: int
             ours.close()
 
     trio.run(main)
-    return round(counted[0] / handshakes)
+    return round(sum(by_function.values()) / handshakes), by_function
 
 
 def _client_qkd(key_file: Path) -> Any:
@@ -130,4 +138,4 @@ def _client(sock: socket.socket, pki: dict[str, Path], qkd: Any) -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    print(json.dumps(count(*(int(a) for a in sys.argv[1:2]))))
+    print(json.dumps(count(*(int(a) for a in sys.argv[1:3]))))

@@ -89,6 +89,10 @@ def bytecodes() -> dict[str, Any]:
     return _module("bytecodes", "20", "10")
 
 
+def edge_bytecodes() -> dict[str, Any]:
+    return _module("edge_bytecodes", "20")
+
+
 def client_mode(rounds: int, per_round: int) -> dict[str, Any]:
     return _module("client_mode", str(rounds), str(per_round))
 
@@ -157,6 +161,9 @@ def table(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rows.append(("engine alone: server CPU / hybrid handshake", f"{engine_us} us", "", ""))
     rows.append(("engine alone: bytecodes / server hybrid handshake (a count: no noise)",
                  f"{result['bytecodes']['bytecodes_per_handshake']:,}", "", ""))
+    eb = result["edge_bytecodes"]
+    rows.append(("edge + engine: bytecodes / server hybrid handshake, plain / legacy_tls12 / QKD listener",
+                 f"{eb['plain']:,} / {eb['legacy_tls12']:,} / {eb['qkd']:,}", "", ""))
     floor = sidecars._median(result["floor_rounds_us"])
     rows.append(("crypto floor of a hybrid server handshake, beside the rounds", f"{floor:.1f} us", "",
                  f"pqproxy {s['hybrid_cpu_vs_floor']} x, Node {s['node_hybrid_cpu_vs_floor']} x floor"))
@@ -181,6 +188,7 @@ def main() -> int:
     result["inside"] = inside_sidecar(settings.handshakes)
     result["edge_parts"] = edge_parts(2000 if quick else 20000)
     result["bytecodes"] = bytecodes()
+    result["edge_bytecodes"] = edge_bytecodes()
     result["client_mode"] = client_mode(2, 100) if quick else client_mode(4, 300)
     result["probe_default_suite_s"] = probe_suite_seconds()
     result["summary"] = summarize(result)

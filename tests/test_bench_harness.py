@@ -64,6 +64,20 @@ def test_the_bytecode_count_is_the_same_twice() -> None:
     assert len(first["top"]) == 5 and all(f["per_handshake"] > 0 for f in first["top"])
 
 
+def test_the_edge_bytecodes_cover_three_listeners_and_see_the_edge_read_the_hello() -> None:
+    """The edge harness runs in a process of its own (it traces a trio run): three listeners counted, each a real
+    handshake; legacy_tls12 and QKD listeners make the edge look at the ClientHello (more bytecodes than plain),
+    and the functions that execute most are pqproxy's own."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.edge_bytecodes", "3", "8"], capture_output=True,
+                          text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert counts["plain"] > 1000 and counts["legacy_tls12"] > counts["plain"] and counts["qkd"] > counts["plain"]
+    for kind in ("plain", "legacy_tls12", "qkd"):
+        names = [f["function"] for f in counts[f"{kind}_top"]]
+        assert len(names) == 8 and not any("trio" in n for n in names), names
+
+
 @pytest.mark.parametrize("kind", ["pqproxy", "node"])
 @pytest.mark.parametrize("connect", ["handshake", "first-data"])
 def test_both_sidecars_hold_idle_connections_and_still_echo(pki: dict[str, Path], kind: str, connect: str) -> None:

@@ -1,7 +1,8 @@
 """The TLS 1.2 fallback: classifying first bytes, and serving TLS 1.2-only clients through OpenSSL.
 
-A small trio server reads the first bytes of each connection, asks ``is_tls12_only_client_hello`` and serves
-True with ``LegacyTLSStream`` (an echo through two concurrent pumps, as the sidecar splices). The clients are
+A small trio server reads the first bytes of each connection, lets the engine read the ClientHello as the sidecar
+does (``TLSServer(defer_client_hello=True)``: ``is_tls12_only`` below) and serves one without TLS 1.3 with
+``LegacyTLSStream`` (an echo through two concurrent pumps, as the sidecar splices). The clients are
 Python's ssl (a TLS 1.2-only context) and Node.js 26 (OpenSSL 3.5) with maxVersion TLSv1.2.
 """
 
@@ -30,16 +31,17 @@ from pqproxy.proxy.legacy import (
     LegacyInfo,
     LegacyTLSError,
     LegacyTLSStream,
-    client_hello_size,
-    is_tls12_only_client_hello,
     legacy_context,
 )
 from pqproxy.proxy.tlsstream import TLSError
 from pqproxy.tls.client import TLSClient
 from pqproxy.tls.codepoints import TLS12, TLS13, ContentType, ExtensionType
+from pqproxy.tls.config import TLSConfig
+from pqproxy.tls.events import AlertReceived, AlertSent, ClientHelloReceived
 from pqproxy.tls.extensions import SupportedVersionsClient, ext
 from pqproxy.tls.messages import ClientHello
 from pqproxy.tls.record import split_into_records
+from pqproxy.tls.server import TLSServer
 from tests.peers.node import deterministic_bytes, node_binary, only, run_node_client
 from tests.tls_helpers import DevPKI, client_config, client_hello_of, hello_record, record, without_extension
 
@@ -79,32 +81,53 @@ def python_client_hello(max_version: ssl.TLSVersion) -> bytes:
     return outgoing.read()
 
 
+_CLASSIFIER_CONFIG = TLSConfig(session_tickets=0)
+
+
+def is_tls12_only(data: bytes) -> bool | None:
+    """What the sidecar's edge concludes from the first bytes of a connection: None, read more; True, a
+    well-formed ClientHello without TLS 1.3 (OpenSSL serves it); False, anything else (our engine answers it, and
+    refuses what is malformed with the right alert)."""
+    engine = TLSServer(_CLASSIFIER_CONFIG, defer_client_hello=True)
+    for event in engine.receive_data(data):
+        if isinstance(event, ClientHelloReceived):
+            return not event.info.offers_tls13
+        if isinstance(event, AlertSent | AlertReceived):
+            return False
+    return None
+
+
+def tls12_hello_size(data: bytes) -> int | None:
+    engine = TLSServer(_CLASSIFIER_CONFIG, defer_client_hello=True)
+    return next((e.info.size for e in engine.receive_data(data) if isinstance(e, ClientHelloReceived)), None)
+
+
 def engine_client_hello(pki: DevPKI) -> bytes:
     return TLSClient(client_config(pki)).data_to_send()
 
 
 def test_python_tls12_hello_is_legacy() -> None:
     hello = python_client_hello(ssl.TLSVersion.TLSv1_2)
-    assert is_tls12_only_client_hello(hello) is True
-    assert client_hello_size(hello) == len(hello) - 5
+    assert is_tls12_only(hello) is True
+    assert tls12_hello_size(hello) == len(hello) - 5
     for cut in range(len(hello)):
-        assert is_tls12_only_client_hello(hello[:cut]) is None, cut
+        assert is_tls12_only(hello[:cut]) is None, cut
 
 
 def test_python_tls13_hello_is_not_legacy() -> None:
-    assert is_tls12_only_client_hello(python_client_hello(ssl.TLSVersion.TLSv1_3)) is False
+    assert is_tls12_only(python_client_hello(ssl.TLSVersion.TLSv1_3)) is False
 
 
 def test_our_engine_hello_is_not_legacy(pki: DevPKI) -> None:
     data = engine_client_hello(pki)
-    assert is_tls12_only_client_hello(data) is False
-    assert is_tls12_only_client_hello(data + b"trailing bytes do not matter") is False
+    assert is_tls12_only(data) is False
+    assert is_tls12_only(data + b"trailing bytes do not matter") is False
     for cut in range(0, len(data), 7):
-        assert is_tls12_only_client_hello(data[:cut]) is None, cut
+        assert is_tls12_only(data[:cut]) is None, cut
     hello, _ = client_hello_of(TLSClient(client_config(pki)))
     split = hello_record(hello, [1, 3, 50, 200])  # a ClientHello spread over five records
-    assert is_tls12_only_client_hello(split) is False
-    assert is_tls12_only_client_hello(split[:-1]) is None
+    assert is_tls12_only(split) is False
+    assert is_tls12_only(split[:-1]) is None
 
 
 def _variant(pki: DevPKI, versions: list[int] | None, legacy_version: int = TLS12) -> bytes:
@@ -118,13 +141,13 @@ def _variant(pki: DevPKI, versions: list[int] | None, legacy_version: int = TLS1
 
 
 def test_supported_versions_decides(pki: DevPKI) -> None:
-    assert is_tls12_only_client_hello(_variant(pki, None)) is True
-    assert is_tls12_only_client_hello(_variant(pki, [TLS12])) is True
-    assert is_tls12_only_client_hello(_variant(pki, [0x0A0A, TLS12, 0x0302])) is True  # GREASE is not 1.3
-    assert is_tls12_only_client_hello(_variant(pki, [TLS13, TLS12])) is False
-    assert is_tls12_only_client_hello(_variant(pki, [0x0A0A, TLS13])) is False
+    assert is_tls12_only(_variant(pki, None)) is True
+    assert is_tls12_only(_variant(pki, [TLS12])) is True
+    assert is_tls12_only(_variant(pki, [0x0A0A, TLS12, 0x0302])) is True  # GREASE is not 1.3
+    assert is_tls12_only(_variant(pki, [TLS13, TLS12])) is False
+    assert is_tls12_only(_variant(pki, [0x0A0A, TLS13])) is False
     # A TLS 1.0/1.1-only client is handed to OpenSSL too, which answers protocol_version.
-    assert is_tls12_only_client_hello(_variant(pki, None, legacy_version=0x0301)) is True
+    assert is_tls12_only(_variant(pki, None, legacy_version=0x0301)) is True
 
 
 def test_no_extensions_at_all() -> None:
@@ -132,7 +155,7 @@ def test_no_extensions_at_all() -> None:
     body = hello.encode_body()
     assert body.endswith(b"\x00\x00")  # an empty extensions block; TLS 1.2 also allows none
     no_block = bytes((1,)) + (len(body) - 2).to_bytes(3, "big") + body[:-2]
-    assert is_tls12_only_client_hello(split_into_records(ContentType.handshake, no_block)) is True
+    assert is_tls12_only(split_into_records(ContentType.handshake, no_block)) is True
 
 
 GARBAGE = {
@@ -152,21 +175,21 @@ GARBAGE = {
 
 @pytest.mark.parametrize("name", list(GARBAGE))
 def test_garbage_is_not_legacy(name: str) -> None:
-    assert is_tls12_only_client_hello(GARBAGE[name]) is False
+    assert is_tls12_only(GARBAGE[name]) is False
 
 
 def test_malformed_supported_versions(pki: DevPKI) -> None:
     hello, _ = client_hello_of(TLSClient(client_config(pki)))
     hello.extensions = without_extension(hello.extensions, ExtensionType.supported_versions)
     hello.extensions.append(ext(ExtensionType.supported_versions, b"\x03\x03\x04"))  # odd length
-    assert is_tls12_only_client_hello(hello_record(hello)) is False
+    assert is_tls12_only(hello_record(hello)) is False
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=600))
 def test_random_bytes_never_raise(blob: bytes) -> None:
-    assert is_tls12_only_client_hello(blob) in (None, True, False)
-    assert is_tls12_only_client_hello(b"\x16\x03\x01" + blob) in (None, True, False)
+    assert is_tls12_only(blob) in (None, True, False)
+    assert is_tls12_only(b"\x16\x03\x01" + blob) in (None, True, False)
 
 
 # --- the context ---------------------------------------------------------------------------------------------
@@ -221,7 +244,7 @@ class LegacyEchoServer:
         try:
             with trio.fail_after(STEP):
                 first = b""
-                while (verdict := is_tls12_only_client_hello(first)) is None:
+                while (verdict := is_tls12_only(first)) is None:
                     data = await stream.receive_some(64 * KIB)
                     if not data:
                         raise EOFError("EOF before a whole ClientHello")
@@ -229,7 +252,7 @@ class LegacyEchoServer:
             served.classified = verdict
             if not verdict:
                 return
-            tls = LegacyTLSStream(stream, self.context, first)
+            tls = LegacyTLSStream(stream, self.context, first, tls12_hello_size(first))
             with trio.fail_after(STEP * 3):
                 served.info = await tls.do_handshake()
                 await self._echo(tls, served)
@@ -426,7 +449,7 @@ async def test_server_half_closes_first(pki_files: dict[str, Path]) -> None:
 
     async def handle(stream: trio.SocketStream) -> None:
         first = b""
-        while is_tls12_only_client_hello(first) is None:
+        while is_tls12_only(first) is None:
             first += await stream.receive_some(64 * KIB)
         tls = LegacyTLSStream(stream, ctx, first)
         try:

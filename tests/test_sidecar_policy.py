@@ -311,9 +311,11 @@ def test_sni_without_a_route_and_no_default_upstream_is_refused(pki: dict[str, P
             outcome: list[EngineClient] = []
             record = refused(server, "no_route", lambda: outcome.append(
                 refused_by_engine(server, engine_config(pki, server_name="localhost"))))
-            # The handshake completes (the route is chosen by the SNI it carried), then a clean close.
-            assert outcome[0].info is not None and outcome[0].peer_closed and outcome[0].eof
-            assert record["result"] == "no_route" and record["sni"] == "localhost"
+            # Refused before any work, at the ClientHello (RFC 6066 §3), never a handshake then an empty close
+            # (which an application reading to EOF would take for an empty answer).
+            assert outcome[0].info is None and outcome[0].alerts_received() == ["unrecognized_name"]
+            assert record["result"] == "refused" and record["alert"] == "unrecognized_name", record
+            assert record["sni"] == "localhost" and record["client_hello_size"] > 0
             with EngineClient(server.port, engine_config(pki, server_name="alpha.test", verify_peer=False)) as c:
                 assert c.handshake() is not None
                 assert c.read_until(6) == b"alpha\n"  # the wildcard route

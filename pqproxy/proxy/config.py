@@ -362,6 +362,9 @@ class ListenerRuntime:
     legacy_context: Any  # ssl.SSLContext for TLS 1.2 clients, or None to refuse them
     connect_on_first_data: bool  # upstream_connect = "first-data"
     quantum_safe_groups_only: bool
+    # The edge must see the ClientHello before the engine answers it: a TLS 1.2 client goes to OpenSSL, or a name
+    # may have no route (no default upstream). QKD keying needs it too (the sidecar knows that one).
+    reads_client_hello_first: bool = False
 
     def upstream_for(self, sni: str | None) -> tuple[str, int] | None:
         if sni:
@@ -501,6 +504,7 @@ def build_server_runtime(settings: ServerSettings,
             proxy_protocol=listener.proxy_protocol, legacy_context=legacy,
             connect_on_first_data=listener.upstream_connect == "first-data",
             quantum_safe_groups_only=listener.require_hybrid,
+            reads_client_hello_first=legacy is not None or listener.upstream is None,
         ))
     return ServerRuntime(settings, tuple(built), settings.limits)
 

@@ -1,9 +1,10 @@
 """TLS 1.2 fallback for clients that do not offer TLS 1.3, through Python's ``ssl`` module (OpenSSL).
 
-Our engine speaks only TLS 1.3. A server that must still serve TLS 1.2-only clients peeks at the first
-bytes of a connection, asks ``is_tls12_only_client_hello`` and, on True, hands the connection to
-``LegacyTLSStream``: OpenSSL does the TLS 1.2 through a pair of ``ssl.MemoryBIO`` (no socket is given to
-OpenSSL, trio does the I/O), with the bytes already read fed in first. Such a connection is never quantum
+Our engine speaks only TLS 1.3. A server that must still serve TLS 1.2-only clients lets the engine read the
+ClientHello first (``TLSServer(defer_client_hello=True)``: nothing is answered yet) and, when it does not offer
+TLS 1.3 (``ClientHelloInfo.offers_tls13``), hands the connection to ``LegacyTLSStream``: OpenSSL does the TLS 1.2
+through a pair of ``ssl.MemoryBIO`` (no socket is given to OpenSSL, trio does the I/O), with the bytes already
+read fed in first. Such a connection is never quantum
 safe: TLS 1.2 has no hybrid key exchange (``LegacyInfo.quantum_safe`` is always False).
 
 The context (``legacy_context``) is TLS 1.2 only, ECDHE with AEAD ciphers only, no compression, no
@@ -30,18 +31,15 @@ import trio
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from ..tls.alerts import TLSAlert
-from ..tls.codepoints import TLS13, ContentType, ExtensionType
-from ..tls.config import DEFAULT_MAX_CLIENT_HELLO
-from ..tls.extensions import SupportedVersionsClient
+from ..tls.codepoints import ContentType
 from ..tls.groups import group_name
-from ..tls.messages import ClientHello, find_extension
-from ..tls.record import NotAClientHello, leading_client_hello
 from .tlsstream import TLSError, half_close
 
 RECEIVE_SIZE = 64 * 1024
 SEND_CHUNK = 64 * 1024  # plaintext handed to OpenSSL at once: bounds the outgoing BIO
-MAX_INITIAL_BYTES = DEFAULT_MAX_CLIENT_HELLO + 4 * 1024  # a whole ClientHello plus record headers
+# What the engine read before it showed the ClientHello: the hello (at most the 1 MiB max_client_hello allows, in
+# records) and whatever else came in the same reads (at most one more read of the TLSStream's 256 KiB).
+MAX_INITIAL_BYTES = (1 << 20) + 2 * 256 * 1024
 MAX_OBSERVED_HANDSHAKE = 256 * 1024  # our own first flight (certificate chain included) parsed for the group
 LEGACY_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
 
@@ -88,44 +86,6 @@ class LegacyInfo:
     @property
     def hello_retry(self) -> bool:
         return False  # TLS 1.2 has no HelloRetryRequest
-
-
-# -- classifying the first bytes of a connection -------------------------------------------------------------
-
-
-def is_tls12_only_client_hello(records: bytes, max_size: int = DEFAULT_MAX_CLIENT_HELLO) -> bool | None:
-    """Classify the bytes received so far on a new connection.
-
-    None: the ClientHello is not complete yet (read more, within the handshake deadline). True: a
-    well-formed ClientHello that does not offer TLS 1.3 (no 0x0304 in supported_versions, or no
-    supported_versions at all): serve it with ``LegacyTLSStream``. False: anything else, a TLS 1.3
-    ClientHello or bytes that are not a ClientHello; the normal (TLS 1.3) path takes it, and refuses
-    what is malformed with the right alert.
-    """
-    try:
-        found = leading_client_hello(records, max_size)
-    except NotAClientHello:
-        return False
-    if found is None:
-        return None
-    try:
-        hello = ClientHello.decode(found[0])
-        versions_ext = find_extension(hello.extensions, ExtensionType.supported_versions)
-        if versions_ext is None:
-            return True
-        versions = SupportedVersionsClient.decode(versions_ext.data).versions
-    except TLSAlert:
-        return False
-    return TLS13 not in versions
-
-
-def client_hello_size(records: bytes, max_size: int = DEFAULT_MAX_CLIENT_HELLO) -> int | None:
-    """Bytes of the ClientHello handshake message at the start of ``records`` (None if not complete/valid)."""
-    try:
-        found = leading_client_hello(records, max_size)
-    except NotAClientHello:
-        return None
-    return None if found is None else found[1]
 
 
 # -- the context ---------------------------------------------------------------------------------------------
@@ -290,7 +250,8 @@ class LegacyTLSStream:
     from the BIO and written to the transport under one lock, so records leave in order.
     """
 
-    def __init__(self, transport: trio.abc.Stream, context: ssl.SSLContext, initial_bytes: bytes = b"") -> None:
+    def __init__(self, transport: trio.abc.Stream, context: ssl.SSLContext, initial_bytes: bytes = b"",
+                 client_hello_size: int | None = None) -> None:
         if len(initial_bytes) > MAX_INITIAL_BYTES:
             raise ValueError(f"{len(initial_bytes)} initial bytes exceed {MAX_INITIAL_BYTES}")
         self.transport = transport
@@ -299,7 +260,7 @@ class LegacyTLSStream:
         self._outgoing = ssl.MemoryBIO()
         self._ssl = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self._incoming.write(initial_bytes)
-        self._client_hello_size = client_hello_size(initial_bytes)
+        self._client_hello_size = client_hello_size
         self._observer = _FlightObserver()
         self._send_lock = trio.Lock()
         self._receive_guard = trio.Lock()

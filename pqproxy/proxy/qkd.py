@@ -35,6 +35,7 @@ import trio
 from ..qkd.binding import QKDIdentity, ReplayGuard, offered_qkd_identity
 from ..qkd.client import KMEError, KMESettings
 from ..qkd.keysource import ETSI014KeySource, KeySource, QKDKey, StaticKeySource
+from ..tls.client_hello import ClientHelloInfo
 from ..tls.config import ExternalPSK, TLSConfig
 from .config import QKDSettings
 
@@ -131,12 +132,12 @@ class QKDEdge:
 
     # --- server sidecar -------------------------------------------------------------------------
 
-    async def server_config(self, base: TLSConfig, client_hello: bytes | None) -> tuple[TLSConfig, QKDOutcome]:
+    async def server_config(self, base: TLSConfig, client_hello: ClientHelloInfo) -> tuple[TLSConfig, QKDOutcome]:
         """With ``require`` the returned configuration makes the engine refuse a handshake without the key
         (alert ``unknown_psk_identity``): the outcome then says ``refused`` and why."""
         if self.settings.mode == "require":
             base = dataclasses.replace(base, require_external_psk=True)
-        identity = offered_qkd_identity(client_hello) if client_hello is not None else None
+        identity = offered_qkd_identity(client_hello.offered_psks)
         if identity is None:
             return base, self._without_key("not_offered", "the client offered no QKD key", engine_refuses=True)
         if self.settings.peer is not None and identity.sae_id != self.settings.peer:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import trio
 
+from ..tls.alerts import AlertDescription
 from ..tls.client import TLSClient
 from ..tls.server import TLSServer
 from .config import ClientRuntime, ListenerRuntime, ServerRuntime
@@ -32,8 +33,6 @@ log = logging.getLogger("pqproxy")
 PUMP_CHUNK = 256 * 1024
 METRIC_BATCH_BYTES = 1 << 20  # proxied bytes are added to pqproxy_bytes_proxied_total at least every MiB
 LISTEN_BACKLOG = 4096
-# Bytes we read to classify a TLS 1.2-only ClientHello before the engine sees it (legacy mode only).
-PEEK_LIMIT = 64 * 1024 + 5 * 16
 
 
 class ByteStream(Protocol):
@@ -470,28 +469,39 @@ class Proxy:
 
     async def _server_handshake(self, client: TCPTransport, listener: ListenerRuntime, qkd: Any,
                                 record: ConnectionRecord) -> Any:
-        initial = b""
-        if listener.legacy_context is not None or qkd is not None:
-            from .legacy import is_tls12_only_client_hello
-
-            initial = await self._peek_client_hello(client, whole=qkd is not None)
-            if listener.legacy_context is not None and is_tls12_only_client_hello(initial):
-                from .legacy import LegacyTLSStream
-
-                legacy = LegacyTLSStream(client, listener.legacy_context, initial)
-                await legacy.do_handshake()
-                legacy.legacy = True  # type: ignore[attr-defined]
-                return legacy
-        config = listener.tls
-        outcome = None
-        if qkd is not None:
-            from ..qkd.binding import client_hello_message
-
-            config, outcome = await qkd.server_config(config, client_hello_message(initial))
-            record.note_qkd(outcome)
-        engine = TLSServer(config)
-        tls = TLSStream(client, engine, initial)
+        if qkd is not None or listener.reads_client_hello_first:
+            return await self._server_handshake_looking_first(client, listener, qkd, record)
+        engine = TLSServer(listener.tls)
+        tls = TLSStream(client, engine)
         try:
+            await tls.do_handshake()
+        except TLSError as exc:
+            exc.client_hello_size = engine.handshake.client_hello_size or None  # type: ignore[attr-defined]
+            raise
+        return tls
+
+    async def _server_handshake_looking_first(self, client: TCPTransport, listener: ListenerRuntime, qkd: Any,
+                                              record: ConnectionRecord) -> Any:
+        """The edge reads the ClientHello before the engine answers it (as Go's GetConfigForClient): to hand a TLS
+        1.2 client to OpenSSL, to take the QKD key its PSK identity names, to refuse a name no route serves. The
+        engine reads the hello once, for all of them and for itself."""
+        engine = TLSServer(listener.tls, defer_client_hello=True)
+        tls = TLSStream(client, engine)
+        outcome = None
+        try:
+            info = await tls.read_client_hello(keep_received=listener.legacy_context is not None)
+            record.sni, record.client_hello_size = info.server_name, info.size
+            if listener.legacy_context is not None and not info.offers_tls13:
+                return await self._legacy_handshake(client, listener, tls, info)
+            config = listener.tls
+            if qkd is not None:
+                config, outcome = await qkd.server_config(config, info)
+                record.note_qkd(outcome)
+            if listener.upstream_for(info.server_name) is None:
+                # RFC 6066 §3: a name the server does not serve may end the handshake with unrecognized_name.
+                await tls.refuse(AlertDescription.unrecognized_name,
+                                 f"no route for server name {info.server_name!r}", "no_route")
+            await tls.continue_handshake(config)
             await tls.do_handshake()
         except TLSError as exc:
             exc.client_hello_size = engine.handshake.client_hello_size or None  # type: ignore[attr-defined]
@@ -500,30 +510,18 @@ class Proxy:
             record.note_qkd(qkd.after_handshake(outcome, tls.info.psk if tls.info else None))
         return tls
 
-    async def _peek_client_hello(self, client: TCPTransport, *, whole: bool) -> bytes:
-        """Read the start of the stream before the engine sees it: until the TLS 1.2-or-1.3 verdict can be
-        given (legacy mode), or until the whole ClientHello is there (QKD: its PSK identity picks the key);
-        at most PEEK_LIMIT bytes, and never past a first byte that is not a handshake record."""
-        from ..tls.record import NotAClientHello, leading_client_hello
-        from .legacy import is_tls12_only_client_hello
+    async def _legacy_handshake(self, client: TCPTransport, listener: ListenerRuntime, tls: TLSStream,
+                                info: Any) -> Any:
+        """A ClientHello without TLS 1.3 on a legacy_tls12 listener: OpenSSL takes the connection from its
+        first byte (the bytes read so far are handed over; our engine has answered nothing)."""
+        from .legacy import LegacyTLSStream
 
-        def enough(initial: bytes) -> bool:
-            if not whole:
-                return is_tls12_only_client_hello(initial) is not None
-            try:
-                return leading_client_hello(initial, PEEK_LIMIT) is not None
-            except NotAClientHello:
-                return True  # not a ClientHello: the engine says so with its alert, now
-
-        initial = b""
-        while len(initial) <= PEEK_LIMIT:
-            if initial and enough(initial):
-                break
-            data = await client.receive_some(PUMP_CHUNK)
-            if not data:
-                raise TLSError("peer closed the connection during the handshake", None, sent=False)
-            initial += data
-        return initial
+        assert tls.received is not None
+        legacy = LegacyTLSStream(client, listener.legacy_context, bytes(tls.received), info.size)
+        tls.received = None
+        await legacy.do_handshake()
+        legacy.legacy = True  # type: ignore[attr-defined]
+        return legacy
 
     def _upstream_failed(self, record: ConnectionRecord, exc: BaseException) -> None:
         kind = _upstream_error_kind(exc)

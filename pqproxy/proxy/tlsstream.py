@@ -16,6 +16,7 @@ from ..tls.events import (
     AlertReceived,
     AlertSent,
     ApplicationData,
+    ClientHelloReceived,
     Event,
     HandshakeComplete,
     PeerClosed,
@@ -46,11 +47,17 @@ class TLSError(Exception):
 
 
 class TLSStream:
+    # read_client_hello(keep_received=True): every byte read until the ClientHello was shown, for a hand-over to
+    # another TLS stack (bounded: the engine refuses a hello above max_client_hello_size, and anything but a
+    # hello first). Class attributes: most connections never set them.
+    received: bytearray | None = None
+    client_hello: Any = None  # ClientHelloInfo, once the engine shows it (defer_client_hello)
+
     def __init__(self, transport: trio.abc.Stream, conn: TLSConnection, initial: bytes = b"",
                  on_ticket: Callable[[Any], None] | None = None) -> None:
         self.transport = transport
         self.conn = conn
-        self._initial = initial  # bytes already read from the transport (a peeked ClientHello)
+        self._initial = initial  # bytes already read from the transport
         self._on_ticket = on_ticket  # client: where a NewSessionTicket's SessionTicket goes (else: other_events)
         self.info: HandshakeComplete | None = None
         self._plain: list[bytes] = []
@@ -76,6 +83,8 @@ class TLSStream:
                 self._plain.append(event.data)
             elif isinstance(event, HandshakeComplete):
                 self.info = event
+            elif isinstance(event, ClientHelloReceived):
+                self.client_hello = event.info
             elif isinstance(event, PeerClosed):
                 self._eof = True
             elif isinstance(event, AlertSent):
@@ -103,6 +112,44 @@ class TLSStream:
             raise
         await self._flush()
         return True
+
+    async def read_client_hello(self, *, keep_received: bool = False) -> Any:
+        """Server engine with ``defer_client_hello``: read until it shows the first ClientHello, and return its
+        ClientHelloInfo. Nothing has been answered yet: ``continue_handshake`` goes on. ``keep_received``: keep
+        the bytes read in ``received``."""
+        if keep_received:
+            self.received = bytearray()
+        while self.client_hello is None:
+            try:
+                data = await self.transport.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, OSError) as exc:
+                raise TLSError(f"transport failed: {exc}", None, sent=False) from None
+            if not data:
+                raise TLSError("peer closed the connection during the handshake", None, sent=False)
+            if self.received is not None:
+                self.received += data
+            try:
+                self._take(self.conn.receive_data(data))
+            except TLSError:
+                await self._flush_quietly()
+                raise
+        return self.client_hello
+
+    async def continue_handshake(self, config: Any = None) -> None:
+        """Answer the ClientHello under ``config`` (the listener's, or one made for this client)."""
+        self.received = None
+        try:
+            self._take(self.conn.continue_handshake(config))  # type: ignore[attr-defined]
+        except TLSError:
+            await self._flush_quietly()
+            raise
+        await self._flush()
+
+    async def refuse(self, description: Any, reason: str, code: str) -> None:
+        """Fail the handshake from outside (a policy of the edge): the alert goes out and TLSError is raised."""
+        self.conn.abort(description, reason, code)
+        await self._flush_quietly()
+        self._take(self.conn.events())
 
     async def do_handshake(self) -> HandshakeComplete:
         await self._flush()

@@ -21,11 +21,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from ..tls.codepoints import ExtensionType, HandshakeType
-from ..tls.config import DEFAULT_MAX_CLIENT_HELLO as MAX_CLIENT_HELLO
 from ..tls.extensions import ImportedIdentity, OfferedPsks
-from ..tls.messages import ClientHello, find_extension
-from ..tls.record import NotAClientHello, leading_client_hello
 
 PREFIX = b"pqproxy-qkd014:v1:"
 _PART = re.compile(rb"[A-Za-z0-9._\-]{1,128}")
@@ -58,41 +54,22 @@ def valid_sae_id(text: str) -> bool:
     return bool(_PART.fullmatch(text.encode("ascii", "replace")))
 
 
-def client_hello_message(buffer: bytes, max_size: int = MAX_CLIENT_HELLO) -> bytes | None:
-    """The ClientHello (header included) once its records are all in ``buffer``; None until then, or when
-    the bytes are not a ClientHello (the engine will say so with an alert)."""
-    try:
-        found = leading_client_hello(buffer, max_size)
-    except NotAClientHello:
-        return None
-    if found is None:
-        return None
-    body, length = found
-    return bytes((HandshakeType.client_hello,)) + (length - 4).to_bytes(3, "big") + body
-
-
-def offered_qkd_identity(message: bytes) -> QKDIdentity | None:
-    """Our identity among the ClientHello's PSK identities (RFC 9258 imported ones), if there is one. The
-    engine parses the hello again, strictly; here a malformed one is simply "no identity"."""
+def offered_qkd_identity(offered: OfferedPsks | None) -> QKDIdentity | None:
+    """Our identity among a ClientHello's PSK identities (RFC 9258 imported ones), if there is one, among those
+    the engine will try (``MAX_PSK_IDENTITIES_TRIED``): a key it would never look at is not worth fetching."""
     from ..tls.alerts import TLSAlert
+    from ..tls.server import MAX_PSK_IDENTITIES_TRIED
 
-    if len(message) < 4 or message[0] != HandshakeType.client_hello:
+    if offered is None:
         return None
-    try:
-        hello = ClientHello.decode(message[4:])
-        extension = find_extension(hello.extensions, ExtensionType.pre_shared_key)
-        if extension is None:
-            return None
-        for identity in OfferedPsks.decode(extension.data).identities:
-            try:
-                imported = ImportedIdentity.decode(identity.identity)
-            except TLSAlert:
-                continue
-            found = QKDIdentity.parse(imported.external_identity)
-            if found is not None:
-                return found
-    except TLSAlert:
-        return None
+    for identity in offered.identities[:MAX_PSK_IDENTITIES_TRIED]:
+        try:
+            imported = ImportedIdentity.decode(identity.identity)
+        except TLSAlert:
+            continue
+        found = QKDIdentity.parse(imported.external_identity)
+        if found is not None:
+            return found
     return None
 
 

@@ -19,6 +19,7 @@ other exception leaves ``receive_data``: an unexpected one becomes ``internal_er
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from .alerts import AlertDescription, TLSAlert, alert_name, unexpected_message
@@ -42,6 +43,10 @@ MAX_KEY_UPDATES_IN_A_ROW = 32
 MAX_EARLY_DATA_SKIP = 64 * 1024
 
 
+class _Paused(Exception):
+    """The handshake waits for its caller (``pause``): the record loop stops here, nothing is wrong."""
+
+
 class Handshake(Protocol):
     done: bool
 
@@ -62,6 +67,7 @@ class TLSConnection:
         self.peer_closed = False
         self.local_closed = False
         self.failed = False
+        self._paused = False  # the handshake waits for its caller (server: defer_client_hello)
         self.ccs_seen = 0
         self._hello_received = False  # server: the first ClientHello has arrived (RFC 8446 §5 for CCS)
         self._empty_records = 0
@@ -90,6 +96,27 @@ class TLSConnection:
             return []
         self._records.feed(data)
         try:
+            self._process_records()
+        except _Paused:
+            pass
+        except TLSAlert as alert:
+            self._fail(alert.description, alert.reason, alert.code)
+        except Exception as exc:  # the engine's promise: never an exception, always an alert
+            self._fail(AlertDescription.internal_error, f"internal error: {type(exc).__name__}: {exc}")
+        self._flush_handshake()
+        events, self._events = self._events, []
+        return events
+
+    def resume(self, step: Callable[[], None]) -> list[Event]:
+        """Run ``step`` (the handshake's next move, decided by the caller), then the records that waited."""
+        if self.failed:
+            return []
+        if not self._paused:
+            raise RuntimeError("the handshake is not waiting for its caller")
+        self._paused = False
+        self._apply_record_settings()  # the caller may have given another configuration
+        try:
+            step()
             self._process_records()
         except TLSAlert as alert:
             self._fail(alert.description, alert.reason, alert.code)
@@ -140,6 +167,13 @@ class TLSConnection:
     def emit(self, event: Event) -> None:
         self._events.append(event)
 
+    def pause(self) -> None:
+        """Stop reading records until the caller resumes (``resume``); what arrives meanwhile waits. Raised
+        through the record loop rather than checked on every turn of it: the loop is on every connection's path,
+        a pause on few."""
+        self._paused = True
+        raise _Paused
+
     def send_handshake(self, raw: bytes) -> None:
         self._pending_handshake.append(raw)
 
@@ -189,6 +223,12 @@ class TLSConnection:
         self._read_secret = self._write_secret = b""
         self._records.read_cipher = self._records.write_cipher = None
         self._hs_buf.clear()
+
+    def _apply_record_settings(self) -> None:
+        config = self.config
+        if config.record_size_limit is not None:
+            self._records.read_limit = min(self._records.read_limit, config.record_size_limit - 1)
+        self._records.padding_block = config.record_padding_block
 
     def _process_records(self) -> None:
         records = self._records

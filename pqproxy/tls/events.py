@@ -26,6 +26,14 @@ class HandshakeComplete(Event):
 
 
 @dataclass(frozen=True)
+class ClientHelloReceived(Event):
+    """Server, with ``TLSServer(defer_client_hello=True)``: the first ClientHello, read and well-formed. Nothing
+    has been answered; the handshake goes on at ``continue_handshake(config)`` (client_hello.py)."""
+
+    info: Any  # pqproxy.tls.client_hello.ClientHelloInfo
+
+
+@dataclass(frozen=True)
 class ApplicationData(Event):
     data: bytes
 

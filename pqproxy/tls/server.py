@@ -12,13 +12,14 @@ from __future__ import annotations
 import datetime
 import hashlib
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
 
 from . import certificates, chain_validation
 from .alerts import AlertDescription, TLSAlert, decode_error, illegal_parameter, unexpected_message
+from .client_hello import ClientHelloInfo, read_client_hello
 from .codepoints import (
     HELLO_RETRY_REQUEST_RANDOM,
     TLS12,
@@ -29,25 +30,18 @@ from .codepoints import (
     signature_scheme_name,
 )
 from .connection import MAX_EARLY_DATA_SKIP, TLSConnection
-from .events import HandshakeComplete
+from .events import ClientHelloReceived, Event, HandshakeComplete
 from .extensions import (
     ImportedIdentity,
-    KeyShareClientHello,
     KeyShareEntry,
     KeyShareHelloRetryRequest,
     KeyShareServerHello,
-    NamedGroupList,
     OfferedPsks,
     PreSharedKeyServerHello,
     ProtocolNameList,
-    PskKeyExchangeModes,
     RecordSizeLimit,
-    ServerNameList,
     SignatureSchemeList,
-    SupportedVersionsClient,
     SupportedVersionsServer,
-    check_extension_block,
-    empty_extension,
     ext,
 )
 from .groups import GROUPS, group_name
@@ -65,7 +59,6 @@ from .messages import (
     CertificateEntry,
     CertificateRequest,
     CertificateVerify,
-    ClientHello,
     EncryptedExtensions,
     Extension,
     Finished,
@@ -77,42 +70,6 @@ from .session import TicketState
 
 # Go's reason, and ours: "not to let cheap ClientHello messages cause too much work".
 MAX_PSK_IDENTITIES_TRIED = 5
-MAX_KEY_SHARES = 16  # real clients send 1-3; each costs a table lookup, never a computation
-MAX_HOST_NAME = 255  # RFC 1035 name length
-
-# The ClientHello's extension loop compares each extension with these: as plain ints, not IntEnum members
-# (an attribute of an IntEnum class is ~5 times slower to look up), ~10 us less per ClientHello.
-_SUPPORTED_VERSIONS = int(ExtensionType.supported_versions)
-_SUPPORTED_GROUPS = int(ExtensionType.supported_groups)
-_KEY_SHARE = int(ExtensionType.key_share)
-_SIGNATURE_ALGORITHMS = int(ExtensionType.signature_algorithms)
-_SERVER_NAME = int(ExtensionType.server_name)
-_APPLICATION_LAYER_PROTOCOL_NEGOTIATION = int(ExtensionType.application_layer_protocol_negotiation)
-_PSK_KEY_EXCHANGE_MODES = int(ExtensionType.psk_key_exchange_modes)
-_PRE_SHARED_KEY = int(ExtensionType.pre_shared_key)
-_EARLY_DATA = int(ExtensionType.early_data)
-_RECORD_SIZE_LIMIT = int(ExtensionType.record_size_limit)
-_TLS_CERT_WITH_EXTERN_PSK = int(ExtensionType.tls_cert_with_extern_psk)
-_COOKIE = int(ExtensionType.cookie)
-
-
-@dataclass
-class ClientHelloFacts:
-    """What the server needs from one ClientHello, parsed and checked once."""
-
-    hello: ClientHello
-    raw: bytes
-    groups: list[int] = field(default_factory=list)
-    shares: dict[int, bytes] = field(default_factory=dict)
-    signature_schemes: list[int] = field(default_factory=list)
-    server_name: str | None = None
-    alpn: list[bytes] = field(default_factory=list)
-    psk_modes: list[int] = field(default_factory=list)
-    offered_psks: OfferedPsks | None = None
-    early_data: bool = False
-    record_size_limit: int | None = None
-    cert_with_extern_psk: bool = False
-    cookie: bytes | None = None
 
 
 @dataclass
@@ -126,14 +83,19 @@ class _AcceptedPsk:
 
 
 class ServerHandshake:
+    # defer_client_hello: the first ClientHello waits in ``pending`` for continue_handshake (client_hello.py).
+    # Class attributes, so that the usual handshake, which never defers, does not pay to set them.
+    defer_client_hello = False
+    pending: ClientHelloInfo | None = None
+
     def __init__(self, conn: TLSConnection) -> None:
         self.conn = conn
         self.config = conn.config
         self.state = "wait_client_hello"
         self.done = False
         self.transcript = Transcript()
-        self.first: ClientHelloFacts | None = None
-        self.facts: ClientHelloFacts | None = None
+        self.first: ClientHelloInfo | None = None
+        self.facts: ClientHelloInfo | None = None
         self.suite: CipherSuiteInfo | None = None
         self.group: int | None = None
         self.hello_retry = False
@@ -156,7 +118,9 @@ class ServerHandshake:
     def handle(self, msg_type: int, body: bytes, raw: bytes) -> None:
         state = self.state
         if msg_type == HandshakeType.client_hello and state in ("wait_client_hello", "wait_client_hello2"):
-            self.process_client_hello(ClientHello.decode(body), raw)
+            if self.first is None:
+                self.client_hello_size = len(raw)  # known even when the hello is refused: for logs and metrics
+            self.process_client_hello(read_client_hello(body, raw))
         elif msg_type == HandshakeType.certificate and state == "wait_client_certificate":
             self.process_client_certificate(Certificate.decode(body), raw)
         elif msg_type == HandshakeType.certificate_verify and state == "wait_client_certificate_verify":
@@ -168,10 +132,26 @@ class ServerHandshake:
 
     # --- ClientHello ------------------------------------------------------------------------
 
-    def process_client_hello(self, hello: ClientHello, raw: bytes) -> None:
-        if self.first is None:
-            self.client_hello_size = len(raw)  # known even when the hello is refused: for logs and metrics
-        facts = self.read_client_hello(hello, raw)
+    def process_client_hello(self, facts: ClientHelloInfo) -> None:
+        if self.first is None and self.defer_client_hello:
+            # As Go's GetConfigForClient: the caller sees the hello before we answer it, and may change our
+            # configuration (QKD keys, SNI routes) or take the connection elsewhere (a TLS 1.2 client).
+            self.pending, self.state = facts, "wait_config"
+            self.conn.emit(ClientHelloReceived(facts))
+            self.conn.pause()  # raises: nothing after this runs until continue_handshake
+        self.answer_client_hello(facts)
+
+    def continue_after_client_hello(self, config: Any) -> None:
+        facts, self.pending = self.pending, None
+        if facts is None:
+            raise RuntimeError("continue_handshake before a ClientHelloReceived event")
+        if config is not None:
+            self.config = config
+        self.state = "wait_client_hello"
+        self.answer_client_hello(facts)
+
+    def answer_client_hello(self, facts: ClientHelloInfo) -> None:
+        self.check_client_hello(facts)
         if self.first is None:
             if facts.early_data:
                 # We never accept 0-RTT (replayable); RFC 8446 §4.2.10 says skip what the client sends.
@@ -190,7 +170,7 @@ class ServerHandshake:
         self.group = group
         if not self.hello_retry:
             self.transcript.set_hash(self.suite.hash_name)
-        self.transcript.update(raw)
+        self.transcript.update(facts.raw)
         self.psk = self.check_for_resumption(facts)
         if self.psk is not None and self.psk.client_certificate is not None:
             self.client_certificate = self.psk.client_certificate  # who the resumed session's client is
@@ -210,47 +190,10 @@ class ServerHandshake:
             self.send_server_certificate_verify()
         self.send_server_finished()
 
-    def read_client_hello(self, hello: ClientHello, raw: bytes) -> ClientHelloFacts:
-        """Every check RFC 8446 §4.1.2 and §9.2 ask of a ClientHello, in one place."""
-        facts = ClientHelloFacts(hello, raw)
-        seen = check_extension_block(hello.extensions, "ClientHello")
-        if hello.extensions and ExtensionType.pre_shared_key in seen \
-                and hello.extensions[-1].type != ExtensionType.pre_shared_key:
-            raise illegal_parameter("pre_shared_key is not the last extension")
-        versions: list[int] = []
-        for e in hello.extensions:
-            t, data = e.type, e.data
-            if t == _SUPPORTED_VERSIONS:
-                versions = SupportedVersionsClient.decode(data).versions
-            elif t == _SUPPORTED_GROUPS:
-                facts.groups = NamedGroupList.decode(data).groups
-            elif t == _KEY_SHARE:
-                facts.shares = self._read_key_shares(KeyShareClientHello.decode(data))
-            elif t == _SIGNATURE_ALGORITHMS:
-                facts.signature_schemes = SignatureSchemeList.decode(data).schemes
-            elif t == _SERVER_NAME:
-                facts.server_name = _host_name(ServerNameList.decode(data))
-            elif t == _APPLICATION_LAYER_PROTOCOL_NEGOTIATION:
-                facts.alpn = ProtocolNameList.decode(data).protocols
-            elif t == _PSK_KEY_EXCHANGE_MODES:
-                facts.psk_modes = PskKeyExchangeModes.decode(data).ke_modes
-            elif t == _PRE_SHARED_KEY:
-                facts.offered_psks = OfferedPsks.decode(data)
-            elif t == _EARLY_DATA:
-                empty_extension(data, "early_data")
-                facts.early_data = True
-            elif t == _RECORD_SIZE_LIMIT:
-                limit = RecordSizeLimit.decode(data).limit
-                if limit < 64:
-                    raise illegal_parameter(f"record_size_limit {limit} below 64")
-                facts.record_size_limit = limit
-            elif t == _TLS_CERT_WITH_EXTERN_PSK:
-                empty_extension(data, "tls_cert_with_extern_psk")
-                facts.cert_with_extern_psk = True
-            elif t == _COOKIE:
-                facts.cookie = data
-            # RFC 8446 §4.2: every other extension, GREASE included, is ignored.
-        if TLS13 not in versions:
+    def check_client_hello(self, facts: ClientHelloInfo) -> None:
+        """What RFC 8446 §4.1.2, §4.2 and §9.2 ask of what a ClientHello offers (its form is read_client_hello's)."""
+        hello, seen = facts.hello, facts.seen
+        if TLS13 not in facts.versions:
             # A TLS 1.2-only client (or older): refused, as the proxy's default policy wants.
             raise TLSAlert(AlertDescription.protocol_version, "client does not offer TLS 1.3", "tls12_only_client")
         if hello.legacy_version != TLS12:
@@ -271,20 +214,8 @@ class ServerHandshake:
         for group in facts.shares:
             if group not in facts.groups:
                 raise illegal_parameter(f"key share for {group_name(group)} not in supported_groups")
-        return facts
 
-    @staticmethod
-    def _read_key_shares(ks: KeyShareClientHello) -> dict[int, bytes]:
-        if len(ks.client_shares) > MAX_KEY_SHARES:
-            raise illegal_parameter(f"{len(ks.client_shares)} key shares")
-        shares: dict[int, bytes] = {}
-        for entry in ks.client_shares:
-            if entry.group in shares:
-                raise illegal_parameter(f"two key shares for {group_name(entry.group)}")  # RFC 8446 §4.2.8
-            shares[entry.group] = entry.key_exchange
-        return shares
-
-    def check_second_client_hello(self, first: ClientHelloFacts, second: ClientHelloFacts) -> None:
+    def check_second_client_hello(self, first: ClientHelloInfo, second: ClientHelloInfo) -> None:
         """RFC 8446 §4.1.2: the second hello is the first but for key_share, cookie, PSK and padding."""
         a, b = first.hello, second.hello
         if (a.random != b.random or a.legacy_session_id != b.legacy_session_id
@@ -297,14 +228,14 @@ class ServerHandshake:
         if len(second.shares) != 1:
             raise illegal_parameter("second ClientHello must carry exactly the requested key share")
 
-    def pick_cipher_suite(self, facts: ClientHelloFacts) -> CipherSuiteInfo:
+    def pick_cipher_suite(self, facts: ClientHelloInfo) -> CipherSuiteInfo:
         offered = set(facts.hello.cipher_suites)
         for code in self.config.cipher_suites:
             if code in offered:
                 return CIPHER_SUITES[code]
         raise TLSAlert(AlertDescription.handshake_failure, "no cipher suite in common")
 
-    def pick_group(self, facts: ClientHelloFacts) -> tuple[int, bool]:
+    def pick_group(self, facts: ClientHelloInfo) -> tuple[int, bool]:
         """(group, needs HelloRetryRequest). By default a post-quantum group wins even at the cost of a
         HelloRetryRequest, as Go 1.24+ does (draft-ietf-tls-key-share-prediction)."""
         client_groups = set(facts.groups)
@@ -325,7 +256,7 @@ class ServerHandshake:
 
     # --- HelloRetryRequest (RFC 8446 §4.1.4) ---------------------------------------------------
 
-    def send_hello_retry_request(self, facts: ClientHelloFacts, group: int) -> None:
+    def send_hello_retry_request(self, facts: ClientHelloInfo, group: int) -> None:
         assert self.suite is not None
         self.hello_retry = True
         self.first = facts
@@ -348,7 +279,7 @@ class ServerHandshake:
         self._maybe_send_ccs(facts)
         self.state = "wait_client_hello2"
 
-    def _maybe_send_ccs(self, facts: ClientHelloFacts) -> None:
+    def _maybe_send_ccs(self, facts: ClientHelloInfo) -> None:
         # RFC 8446 §D.4: middlebox compatibility mode, when the client sent a session id.
         if facts.hello.legacy_session_id and not self.ccs_sent:
             self.conn.send_change_cipher_spec()
@@ -356,7 +287,7 @@ class ServerHandshake:
 
     # --- PSKs: resumption and external (RFC 8446 §4.2.11, RFC 9258, RFC 8773) -------------------
 
-    def check_for_resumption(self, facts: ClientHelloFacts) -> _AcceptedPsk | None:
+    def check_for_resumption(self, facts: ClientHelloInfo) -> _AcceptedPsk | None:
         offered = facts.offered_psks
         if offered is None or PskKeyExchangeMode.psk_dhe_ke not in facts.psk_modes:
             return None
@@ -370,7 +301,7 @@ class ServerHandshake:
             return accepted
         return None
 
-    def _resolve_psk(self, index: int, identity: bytes, facts: ClientHelloFacts, now: float) -> _AcceptedPsk | None:
+    def _resolve_psk(self, index: int, identity: bytes, facts: ClientHelloInfo, now: float) -> _AcceptedPsk | None:
         assert self.suite is not None
         sealer = self.config.ticket_sealer
         if sealer is not None:
@@ -420,7 +351,7 @@ class ServerHandshake:
             return False, None
         return True, certificate
 
-    def _check_binder(self, accepted: _AcceptedPsk, offered: OfferedPsks, index: int, facts: ClientHelloFacts) -> None:
+    def _check_binder(self, accepted: _AcceptedPsk, offered: OfferedPsks, index: int, facts: ClientHelloInfo) -> None:
         assert self.suite is not None
         binder = offered.binders[index]
         hash_name = self.suite.hash_name
@@ -444,7 +375,7 @@ class ServerHandshake:
 
     # --- certificate and ALPN ---------------------------------------------------------------
 
-    def pick_certificate(self, facts: ClientHelloFacts) -> None:
+    def pick_certificate(self, facts: ClientHelloInfo) -> None:
         chain = _certificate_for(self.config.sni_certificates, facts.server_name) or self.config.certificate_chain
         if chain is None:
             raise TLSAlert(AlertDescription.internal_error, "no certificate configured")
@@ -455,7 +386,7 @@ class ServerHandshake:
             raise TLSAlert(AlertDescription.handshake_failure, "no signature scheme in common with our certificate")
         self.chain, self.signature_scheme = chain, scheme
 
-    def pick_alpn(self, facts: ClientHelloFacts) -> bytes | None:
+    def pick_alpn(self, facts: ClientHelloInfo) -> bytes | None:
         if not facts.alpn or not self.config.alpn_protocols:
             return None
         for protocol in self.config.alpn_protocols:
@@ -465,7 +396,7 @@ class ServerHandshake:
 
     # --- ServerHello, EncryptedExtensions ---------------------------------------------------
 
-    def send_server_hello(self, facts: ClientHelloFacts) -> None:
+    def send_server_hello(self, facts: ClientHelloInfo) -> None:
         suite, group = self.suite, self.group
         assert suite is not None and group is not None
         server_share, shared_secret = GROUPS[group].server_respond(facts.shares[group])
@@ -497,7 +428,7 @@ class ServerHandshake:
         self.conn.set_read_secret(suite, self.client_hs_secret)
         self.schedule = schedule
 
-    def send_encrypted_extensions(self, facts: ClientHelloFacts) -> None:
+    def send_encrypted_extensions(self, facts: ClientHelloInfo) -> None:
         extensions: list[Extension] = []
         if facts.server_name is not None and self.send_certificate:
             extensions.append(Extension(ExtensionType.server_name, b""))  # RFC 6066 §3: we used the name
@@ -636,7 +567,7 @@ class ServerHandshake:
         self.schedule = None
         self.psk = None
 
-    def send_new_session_tickets(self, resumption_master: bytes, facts: ClientHelloFacts) -> None:
+    def send_new_session_tickets(self, resumption_master: bytes, facts: ClientHelloInfo) -> None:
         sealer, suite = self.config.ticket_sealer, self.suite
         if sealer is None or suite is None:
             return
@@ -668,22 +599,6 @@ def _parse_imported_identity(identity: bytes) -> ImportedIdentity | None:
         return None
 
 
-def _host_name(names: ServerNameList) -> str | None:
-    """RFC 6066 §3: one host_name, ASCII, no trailing dot. Anything else is a decode_error."""
-    host_names = [n for t, n in names.names if t == 0]
-    if len(host_names) > 1:
-        raise illegal_parameter("more than one host_name in server_name")
-    if not host_names:
-        return None
-    raw = host_names[0]
-    if len(raw) > MAX_HOST_NAME or raw.endswith(b".") or b"\x00" in raw:
-        raise decode_error("malformed host_name")
-    try:
-        return raw.decode("ascii").lower()
-    except UnicodeDecodeError:
-        raise decode_error("host_name is not ASCII") from None
-
-
 def _certificate_for(table: Any, name: str | None) -> Any:
     if not table or name is None:
         return None
@@ -694,9 +609,21 @@ def _certificate_for(table: Any, name: str | None) -> Any:
 
 
 class TLSServer(TLSConnection):
-    """A server-side connection: feed it the client's bytes."""
+    """A server-side connection: feed it the client's bytes.
 
-    def __init__(self, config: Any) -> None:
+    ``defer_client_hello``: stop after the first ClientHello with a ``ClientHelloReceived(info)`` event, and go on
+    only when ``continue_handshake(config)`` is called (client_hello.py says why)."""
+
+    def __init__(self, config: Any, *, defer_client_hello: bool = False) -> None:
         super().__init__(config, is_client=False)
         self.handshake = ServerHandshake(self)
         self._handshake = self.handshake
+        if defer_client_hello:
+            self.handshake.defer_client_hello = True
+
+    def continue_handshake(self, config: Any = None) -> list[Event]:
+        """Answer the ClientHello that ``ClientHelloReceived`` showed, under ``config`` if given (it replaces the
+        configuration for this connection), then go on with whatever bytes arrived meanwhile."""
+        if config is not None:
+            self.config = config
+        return self.resume(lambda: self.handshake.continue_after_client_hello(config))
