@@ -5,6 +5,7 @@ Every failure case asserts the exact alert the engine would send.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import stat
@@ -738,3 +739,71 @@ def test_random_chains_are_bad_certificate(mutation_pki: dict[str, PKI], chain: 
     with pytest.raises(TLSAlert) as excinfo:
         verify_server_chain(chain, pki.trust, "localhost")
     assert _alert(excinfo) is AlertDescription.bad_certificate
+
+
+# --- Name constraints: the manual validator (EdDSA chains) agrees with cryptography's verifier (ECDSA chains) --------
+
+
+def _constrained_chain(alg: str, constraints: x509.NameConstraints, names: tuple[str, ...]
+                       ) -> tuple[x509.Certificate, list[bytes]]:
+    """root -> intermediate with ``constraints`` -> a server leaf for ``names`` (DNS names or IP literals)."""
+    now = datetime.now(UTC)
+    start, end = now - timedelta(hours=1), now + timedelta(days=3)
+    root_key, ca_key, leaf_key = generate_key(alg), generate_key(alg), generate_key(alg)
+    root = (x509.CertificateBuilder().subject_name(x509.Name.from_rfc4514_string("CN=nc root"))
+            .issuer_name(x509.Name.from_rfc4514_string("CN=nc root")).public_key(root_key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(_ca_usage(), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False)
+            .sign(root_key, _hash(root_key)))
+    ca = (x509.CertificateBuilder().subject_name(x509.Name.from_rfc4514_string("CN=nc intermediate"))
+          .issuer_name(root.subject).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(_ca_usage(), critical=True)
+          .add_extension(constraints, critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False)
+          .sign(root_key, _hash(root_key)))
+    leaf = build_leaf_certificate(leaf_key.public_key(), ca, ca_key, common_name="nc leaf", names=names,
+                                  purpose=ExtendedKeyUsageOID.SERVER_AUTH, not_before=start, not_after=end)
+    return root, [_der(leaf), _der(ca)]
+
+
+_NC = x509.NameConstraints(
+    permitted_subtrees=[x509.DNSName("example.com"), x509.IPAddress(ipaddress.ip_network("127.0.0.0/8"))],
+    excluded_subtrees=[x509.DNSName("secret.example.com")],
+)
+_NC_CASES = [
+    (("www.example.com",), "www.example.com", True),
+    (("example.com",), "example.com", True),
+    (("127.0.0.1",), "127.0.0.1", True),
+    (("www.example.org",), "www.example.org", False),  # outside the permitted DNS subtree
+    (("secret.example.com",), "secret.example.com", False),  # in the excluded subtree
+    (("a.secret.example.com",), "a.secret.example.com", False),  # below the excluded subtree
+    (("www.example.com", "10.0.0.1"), "www.example.com", False),  # an IP SAN outside the permitted range
+    (("*.example.com",), "a.example.com", False),  # the wildcard also covers the excluded name
+]
+
+
+@pytest.mark.parametrize("alg", ["ecdsa", "ed25519"])
+@pytest.mark.parametrize(("names", "server_name", "accepted"), _NC_CASES)
+def test_name_constraints(alg: str, names: tuple[str, ...], server_name: str, accepted: bool) -> None:
+    root, chain = _constrained_chain(alg, _NC, names)
+    if accepted:
+        assert _cn(verify_server_chain(chain, [root], server_name)) == "nc leaf"
+        return
+    with pytest.raises(TLSAlert) as excinfo:
+        verify_server_chain(chain, [root], server_name)
+    assert _alert(excinfo) in (AlertDescription.bad_certificate, AlertDescription.unknown_ca), excinfo.value
+    assert "nc intermediate" in excinfo.value.reason and "name constraint" in excinfo.value.reason, excinfo.value
+
+
+def test_name_constraints_of_a_type_the_manual_validator_does_not_read_fail_closed() -> None:
+    constraints = x509.NameConstraints(
+        permitted_subtrees=[x509.DirectoryName(x509.Name.from_rfc4514_string("O=Example"))], excluded_subtrees=None)
+    root, chain = _constrained_chain("ed25519", constraints, ("www.example.com",))
+    with pytest.raises(TLSAlert) as excinfo:
+        verify_server_chain(chain, [root], "www.example.com")
+    assert "DirectoryName constraints are not evaluated" in excinfo.value.reason
