@@ -14,7 +14,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--groups", metavar="LIST",
                    help="key exchange groups in preference order, IANA names, comma-separated "
                         "(default: X25519MLKEM768,SecP256r1MLKEM768,SecP384r1MLKEM1024,MLKEM768,MLKEM1024,"
-                        "X25519,secp256r1,secp384r1)")
+                        "X25519,secp256r1,secp384r1,secp521r1,x448)")
     p.add_argument("--ciphers", metavar="LIST", help="TLS 1.3 cipher suites in preference order")
     p.add_argument("--signature-algorithms", metavar="LIST",
                    help="signature schemes to offer and accept, IANA names, comma-separated (default: all we "
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="serve TLS 1.2-only clients through OpenSSL (classical, logged as not quantum-safe) "
                              "instead of refusing them with protocol_version")
     server.add_argument("--max-client-hello", type=int, metavar="BYTES",
-                        help="largest ClientHello accepted (default 65536)")
+                        help="largest ClientHello accepted (default 131396, as OpenSSL)")
     _add_common(server)
     server.set_defaults(func=run_server)
 

@@ -332,6 +332,8 @@ GROUP_CASES = [
     GroupCase(NamedGroup.x25519, "X25519", "X25519"),
     GroupCase(NamedGroup.secp256r1, "P-256", "secp256r1"),
     GroupCase(NamedGroup.secp384r1, "P-384", "secp384r1"),
+    GroupCase(NamedGroup.secp521r1, "P-521", "secp521r1"),
+    GroupCase(NamedGroup.x448, "X448", "X448"),
 ]
 
 

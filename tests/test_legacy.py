@@ -166,7 +166,7 @@ GARBAGE = {
     "server hello type": record(ContentType.handshake, b"\x02\x00\x00\x04" + bytes(4)),
     "empty handshake record": record(ContentType.handshake, b""),
     "record too long": b"\x16\x03\x01\xff\xff",
-    "hello too long": record(ContentType.handshake, b"\x01\x02\x00\x00"),
+    "hello too long": record(ContentType.handshake, b"\x01\x03\x00\x00"),  # 192 KiB: over the bound
     "malformed hello body": record(ContentType.handshake, b"\x01\x00\x00\x04\x03\x03\x00\x00"),
     "unknown content type": b"\x63\x03\x03\x00\x01\x00",
     "handshake then alert": record(ContentType.handshake, b"\x01\x00\x00\x30") + record(ContentType.alert, b"\x02\x28"),

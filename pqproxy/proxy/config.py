@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..tls.certificates import CertificateChain, load_trust_store
-from ..tls.config import TLSConfig, parse_signature_scheme_list
+from ..tls.config import DEFAULT_MAX_CLIENT_HELLO, TLSConfig, parse_signature_scheme_list
 from ..tls.groups import parse_group_list
 from ..tls.key_schedule import cipher_suite_by_name
 from ..tls.session import TicketKeys, TicketSealer, TicketStore
@@ -72,7 +72,7 @@ class Limits(_Strict):
     idle_timeout: float = Field(300.0, gt=0, le=86400)
     connect_timeout: float = Field(5.0, gt=0, le=300)
     max_connections: int = Field(10000, ge=1, le=1_000_000)
-    max_client_hello: int = Field(64 * 1024, ge=4096, le=1 << 20)
+    max_client_hello: int = Field(DEFAULT_MAX_CLIENT_HELLO, ge=4096, le=1 << 20)
     drain_timeout: float = Field(30.0, ge=0, le=3600)
 
 

@@ -59,9 +59,9 @@ _LEGACY_MULTIPROC_ENV = "prometheus_multiproc_dir"
 # Handshakes take ~1 ms on loopback and up to the 10 s handshake timeout on a bad path.
 HANDSHAKE_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Classical ClientHellos are ~250-600 bytes, X25519MLKEM768 ones ~1.4-1.6 KB (one Ethernet MTU is 1500,
-# the point where middleboxes start to break), SecP384r1MLKEM1024 ones ~2.3 KB; 65536 is the default
+# the point where middleboxes start to break), SecP384r1MLKEM1024 ones ~2.3 KB; 131396 is the default
 # --max-client-hello.
-CLIENT_HELLO_BYTES_BUCKETS = (256, 512, 1024, 1500, 2048, 3072, 4096, 8192, 16384, 65536)
+CLIENT_HELLO_BYTES_BUCKETS = (256, 512, 1024, 1500, 2048, 3072, 4096, 8192, 16384, 65536, 131396)
 # KME calls take a few ms on a LAN; the client's deadline is 2 s a call, 4 s with retries.
 KME_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 # A label never carries more distinct values than this; further ones are counted as OVERFLOW_LABEL.

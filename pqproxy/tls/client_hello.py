@@ -22,6 +22,7 @@ from .alerts import decode_error, illegal_parameter
 from .codepoints import TLS13, ExtensionType
 from .extensions import (
     KeyShareClientHello,
+    KeyShareEntry,
     NamedGroupList,
     OfferedPsks,
     ProtocolNameList,
@@ -33,12 +34,11 @@ from .extensions import (
     check_extension_block,
     empty_extension,
 )
-from .groups import group_name
+from .groups import GROUPS, group_name
 from .messages import ClientHello
 
-__all__ = ["MAX_HOST_NAME", "MAX_KEY_SHARES", "ClientHelloInfo", "read_client_hello"]
+__all__ = ["MAX_HOST_NAME", "ClientHelloInfo", "read_client_hello"]
 
-MAX_KEY_SHARES = 16  # real clients send 1-3; each costs a table lookup, never a computation
 MAX_HOST_NAME = 255  # RFC 1035 name length
 
 # The extension loop compares each extension with these: as plain ints, not IntEnum members (an attribute of an
@@ -65,9 +65,9 @@ class ClientHelloInfo:
     An absent extension leaves its empty default (immutable and shared: one of these is made on every
     connection's path, and a fresh empty list per field would cost more than the fields)."""
 
-    __slots__ = ("alpn", "cert_with_extern_psk", "cookie", "early_data", "groups", "hello", "offered_psks",
-                 "psk_modes", "raw", "record_size_limit", "seen", "server_name", "shares", "signature_schemes",
-                 "versions")
+    __slots__ = ("alpn", "cert_with_extern_psk", "cookie", "early_data", "groups", "hello", "key_share_groups",
+                 "offered_psks", "psk_modes", "raw", "record_size_limit", "seen", "server_name", "shares",
+                 "signature_schemes", "versions")
 
     def __init__(self, hello: ClientHello, raw: bytes, seen: set[int]) -> None:
         self.hello = hello
@@ -75,7 +75,8 @@ class ClientHelloInfo:
         self.seen = seen  # the extension types present
         self.versions: Sequence[int] = ()  # supported_versions
         self.groups: Sequence[int] = ()
-        self.shares: Mapping[int, bytes] = _NO_SHARES
+        self.shares: Mapping[int, bytes] = _NO_SHARES  # the shares for groups we implement
+        self.key_share_groups: Sequence[int] = ()  # the group of every share offered, in order
         self.signature_schemes: Sequence[int] = ()
         self.server_name: str | None = None
         self.alpn: Sequence[bytes] = ()
@@ -117,7 +118,9 @@ def read_client_hello(body: bytes, raw: bytes) -> ClientHelloInfo:
         elif t == _SUPPORTED_GROUPS:
             info.groups = NamedGroupList.decode(data).groups
         elif t == _KEY_SHARE:
-            info.shares = _key_shares(KeyShareClientHello.decode(data))
+            entries = KeyShareClientHello.decode(data).client_shares
+            info.key_share_groups = [e.group for e in entries]
+            info.shares = _key_shares(entries)
         elif t == _SIGNATURE_ALGORITHMS:
             info.signature_schemes = SignatureSchemeList.decode(data).schemes
         elif t == _SERVER_NAME:
@@ -144,14 +147,17 @@ def read_client_hello(body: bytes, raw: bytes) -> ClientHelloInfo:
     return info
 
 
-def _key_shares(ks: KeyShareClientHello) -> dict[int, bytes]:
-    if len(ks.client_shares) > MAX_KEY_SHARES:
-        raise illegal_parameter(f"{len(ks.client_shares)} key shares")
+def _key_shares(entries: list[KeyShareEntry]) -> dict[int, bytes]:
+    """The shares for groups we implement. A share for a group we do not know costs nothing and is kept out
+    (RFC 8446 §4.2.8: the server picks among the groups it supports), however many there are: the bound is the
+    ClientHello's size. Only the shares kept can ever cost a computation, and there is one per group at most."""
     shares: dict[int, bytes] = {}
-    for entry in ks.client_shares:
-        if entry.group in shares:
-            raise illegal_parameter(f"two key shares for {group_name(entry.group)}")  # RFC 8446 §4.2.8
-        shares[entry.group] = entry.key_exchange
+    for entry in entries:
+        group = entry.group
+        if group in GROUPS:
+            if group in shares:
+                raise illegal_parameter(f"two key shares for {group_name(group)}")  # RFC 8446 §4.2.8
+            shares[group] = entry.key_exchange
     return shares
 
 

@@ -14,7 +14,9 @@ from .groups import DEFAULT_GROUPS, GROUPS
 from .key_schedule import DEFAULT_CIPHER_SUITES
 from .session import TicketSealer
 
-DEFAULT_MAX_CLIENT_HELLO = 64 * 1024  # the biggest real PQ hellos are ~2.3 KiB; leaves room for odd ones
+# The biggest real PQ hellos are ~2.3 KiB, but RFC 8446 lets signature_algorithms alone carry 32,767 schemes
+# (64 KiB): OpenSSL's bound (CLIENT_HELLO_MAX_LENGTH) takes every legal hello of that kind, and so does ours.
+DEFAULT_MAX_CLIENT_HELLO = 131396
 DEFAULT_SIGNATURE_SCHEMES: tuple[int, ...] = (
     SignatureScheme.ecdsa_secp256r1_sha256,
     SignatureScheme.ecdsa_secp384r1_sha384,
@@ -142,6 +144,8 @@ class TLSConfig:
     compatibility_mode: bool = True  # RFC 8446 Appendix D.4 (client: session id + ChangeCipherSpec)
     clock: Callable[[], float] = time.time
     entropy: Callable[[int], bytes] = os.urandom
+    post_quantum_groups: tuple[int, ...] = field(init=False, repr=False)  # ``groups``' hybrid and ML-KEM ones
+
 
     def __post_init__(self) -> None:
         self.groups = tuple(int(g) for g in self.groups)
@@ -151,6 +155,7 @@ class TLSConfig:
         if not self.signature_schemes:
             self.signature_schemes = signature_schemes_in_sight(
                 self.trust_store, [self.certificate_chain, *self.sni_certificates.values()])
+        self.post_quantum_groups = tuple(g for g in self.groups if GROUPS[g].post_quantum)
         if self.key_share_groups is None:
             self.key_share_groups = _default_key_share_groups(self.groups)
         if self.record_size_limit is not None and not 64 <= self.record_size_limit <= 16385:

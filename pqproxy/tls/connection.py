@@ -285,6 +285,9 @@ class TLSConnection:
             raise unexpected_message("too many ChangeCipherSpec records")
 
     def _on_alert(self, payload: bytes) -> None:
+        if not payload:
+            # RFC 8446 §5.4: an Alert record with no content (padding or not) is unexpected_message.
+            raise unexpected_message("empty alert record")
         if len(payload) != 2:
             raise TLSAlert(AlertDescription.decode_error, "alert record is not 2 bytes")
         description = payload[1]

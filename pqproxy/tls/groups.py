@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ec, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, x448, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .alerts import AlertDescription, TLSAlert, illegal_parameter
@@ -26,6 +26,9 @@ class _ECDH:
         if name == "x25519":
             self.share_len = 32
             self.secret_len = 32
+        elif name == "x448":
+            self.share_len = 56
+            self.secret_len = 56
         elif name == "secp256r1":
             self.curve: ec.EllipticCurve = ec.SECP256R1()
             self.share_len = 65
@@ -34,6 +37,10 @@ class _ECDH:
             self.curve = ec.SECP384R1()
             self.share_len = 97
             self.secret_len = 48
+        elif name == "secp521r1":
+            self.curve = ec.SECP521R1()
+            self.share_len = 133
+            self.secret_len = 66
         else:  # pragma: no cover - table below is the only caller
             raise ValueError(name)
 
@@ -41,6 +48,9 @@ class _ECDH:
         priv: Any
         if self.name == "x25519":
             priv = x25519.X25519PrivateKey.generate()
+            return priv, priv.public_key().public_bytes_raw()
+        if self.name == "x448":
+            priv = x448.X448PrivateKey.generate()
             return priv, priv.public_key().public_bytes_raw()
         priv = ec.generate_private_key(self.curve)
         return priv, priv.public_key().public_bytes(_X962, _UNCOMPRESSED)
@@ -54,6 +64,11 @@ class _ECDH:
             except ValueError:
                 # cryptography refuses the all-zero result of a small-order point (RFC 7748 §6.1).
                 raise illegal_parameter("x25519 share gives an all-zero shared secret") from None
+        if self.name == "x448":
+            try:
+                return private.exchange(x448.X448PublicKey.from_public_bytes(peer_share))
+            except ValueError:  # the all-zero result, as for X25519 (RFC 8446 §7.4.2)
+                raise illegal_parameter("x448 share gives an all-zero shared secret") from None
         if peer_share[0] != 4:  # RFC 8446 §4.2.8.2: only the uncompressed form
             raise illegal_parameter(f"{self.name} share is not an uncompressed point")
         try:
@@ -85,7 +100,7 @@ class Group:
 
     def __init__(self, code: NamedGroup, ecdh: str | None, kem: str | None, kem_first: bool = False) -> None:
         self.code = int(code)
-        self.name = code.name if code != NamedGroup.x25519 else "X25519"
+        self.name = {NamedGroup.x25519: "X25519", NamedGroup.x448: "X448"}.get(code, code.name)
         self.ecdh = _ECDH(ecdh) if ecdh else None
         self.kem_name = kem
         self.kem_first = kem_first
@@ -187,6 +202,8 @@ GROUPS: dict[int, Group] = {
         Group(NamedGroup.x25519, "x25519", None),
         Group(NamedGroup.secp256r1, "secp256r1", None),
         Group(NamedGroup.secp384r1, "secp384r1", None),
+        Group(NamedGroup.secp521r1, "secp521r1", None),
+        Group(NamedGroup.x448, "x448", None),
     )
 }
 
@@ -202,6 +219,9 @@ DEFAULT_GROUPS: tuple[int, ...] = (
     NamedGroup.x25519,
     NamedGroup.secp256r1,
     NamedGroup.secp384r1,
+    # Last, as OpenSSL lists them: for peers that offer nothing else. Cheap, and checked as strictly.
+    NamedGroup.secp521r1,
+    NamedGroup.x448,
 )
 
 

@@ -151,17 +151,20 @@ class ServerHandshake:
         self.answer_client_hello(facts)
 
     def answer_client_hello(self, facts: ClientHelloInfo) -> None:
-        self.check_client_hello(facts)
+        client_groups = self.check_client_hello(facts)
         if self.first is None:
             if facts.early_data:
                 # We never accept 0-RTT (replayable); RFC 8446 §4.2.10 says skip what the client sends.
                 self.conn.early_data_skip = MAX_EARLY_DATA_SKIP
         else:
             self.check_second_client_hello(self.first, facts)
+            # RFC 8446 §4.2.10: after a HelloRetryRequest, refused early data is skipped up to the second
+            # ClientHello; what follows it is the client's second flight, and a record that fails is bad_record_mac.
+            self.conn.early_data_skip = 0
         self.facts = facts
         if self.suite is None:
             self.suite = self.pick_cipher_suite(facts)
-        group, needs_retry = self.pick_group(facts)
+        group, needs_retry = self.pick_group(facts, client_groups)
         if needs_retry:
             if self.hello_retry:
                 raise illegal_parameter(f"second ClientHello has no key share for {group_name(group)}")
@@ -190,8 +193,9 @@ class ServerHandshake:
             self.send_server_certificate_verify()
         self.send_server_finished()
 
-    def check_client_hello(self, facts: ClientHelloInfo) -> None:
-        """What RFC 8446 §4.1.2, §4.2 and §9.2 ask of what a ClientHello offers (its form is read_client_hello's)."""
+    def check_client_hello(self, facts: ClientHelloInfo) -> set[int]:
+        """What RFC 8446 §4.1.2, §4.2 and §9.2 ask of what a ClientHello offers (its form is read_client_hello's).
+        Returns the client's supported_groups as a set."""
         hello, seen = facts.hello, facts.seen
         if TLS13 not in facts.versions:
             # A TLS 1.2-only client (or older): refused, as the proxy's default policy wants.
@@ -211,9 +215,16 @@ class ServerHandshake:
                 raise illegal_parameter("PSK identities and binders differ in number")
         if facts.cert_with_extern_psk and facts.offered_psks is None:
             raise illegal_parameter("tls_cert_with_extern_psk without pre_shared_key")  # RFC 8773 §3
-        for group in facts.shares:
-            if group not in facts.groups:
-                raise illegal_parameter(f"key share for {group_name(group)} not in supported_groups")
+        # RFC 8446 §4.2.8: one share per group, each for a group in supported_groups (the server may check: we
+        # do, for every share, known group or not; with sets, so a hello of thousands costs no quadratic work).
+        share_groups = facts.key_share_groups
+        offered = set(facts.groups)
+        if not offered.issuperset(share_groups):
+            stray = next(g for g in share_groups if g not in offered)
+            raise illegal_parameter(f"key share for {group_name(stray)} not in supported_groups")
+        if len(share_groups) != len(facts.shares) and len(set(share_groups)) != len(share_groups):
+            raise illegal_parameter("two key shares for one group")
+        return offered
 
     def check_second_client_hello(self, first: ClientHelloInfo, second: ClientHelloInfo) -> None:
         """RFC 8446 §4.1.2: the second hello is the first but for key_share, cookie, PSK and padding."""
@@ -235,24 +246,35 @@ class ServerHandshake:
                 return CIPHER_SUITES[code]
         raise TLSAlert(AlertDescription.handshake_failure, "no cipher suite in common")
 
-    def pick_group(self, facts: ClientHelloInfo) -> tuple[int, bool]:
+    def pick_group(self, facts: ClientHelloInfo, client_groups: set[int]) -> tuple[int, bool]:
         """(group, needs HelloRetryRequest). By default a post-quantum group wins even at the cost of a
-        HelloRetryRequest, as Go 1.24+ does (draft-ietf-tls-key-share-prediction)."""
-        client_groups = set(facts.groups)
-        mutual = [g for g in self.config.groups if g in client_groups]
-        pq = [g for g in mutual if GROUPS[g].post_quantum]
-        if self.config.require_post_quantum and not pq:
+        HelloRetryRequest, as Go 1.24+ does (draft-ietf-tls-key-share-prediction). Walks our preference order and
+        stops at the first fit: with a client like every real one, that is the first group we look at."""
+        config, shares = self.config, facts.shares
+        preference = config.group_selection == "server-preference"
+        if not preference:
+            first_pq = None
+            for group in config.post_quantum_groups:
+                if group in client_groups:
+                    if group in shares:
+                        return group, False
+                    if first_pq is None:
+                        first_pq = group
+            if first_pq is not None:
+                return first_pq, True
+        if config.require_post_quantum and client_groups.isdisjoint(config.post_quantum_groups):
             raise TLSAlert(AlertDescription.insufficient_security, "client offers no hybrid or ML-KEM group",
                            "no_hybrid_group")
-        if not mutual:
+        first = None
+        for group in config.groups:
+            if group in client_groups:
+                if preference or group in shares:
+                    return group, group not in shares
+                if first is None:
+                    first = group
+        if first is None:
             raise TLSAlert(AlertDescription.handshake_failure, "no key exchange group in common", "no_common_group")
-        if self.config.group_selection == "server-preference":
-            return mutual[0], mutual[0] not in facts.shares
-        candidates = pq or mutual
-        for group in candidates:
-            if group in facts.shares:
-                return group, False
-        return candidates[0], True
+        return first, True
 
     # --- HelloRetryRequest (RFC 8446 §4.1.4) ---------------------------------------------------
 
