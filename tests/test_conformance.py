@@ -269,3 +269,27 @@ def test_early_data_before_the_second_hello_is_still_skipped(pki: DevPKI) -> Non
     client.send_data(b"after")
     assert server.receive_data(client.data_to_send()) == [ApplicationData(b"after")]
     assert parse_records(server.data_to_send()) == []
+
+
+# --- test-tls13-keyupdate: "N/M fragmented keyupdate msg, appdata between" (RFC 8446 §5.1) --------------------------
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 4])
+def test_application_data_inside_a_split_keyupdate_is_unexpected_message(pki: DevPKI, cut: int) -> None:
+    hs = handshake(client_config(pki), server_config(pki))
+    client, server = hs.client, hs.server
+    key_update = bytes((24, 0, 0, 1, 0))  # KeyUpdate(update_not_requested)
+    first = client._records.encode(ContentType.handshake, key_update[:cut])
+    between = client._records.encode(ContentType.application_data, b"between")
+    assert server.receive_data(first) == []
+    assert_fatal(server.receive_data(between), AD.unexpected_message)
+
+
+def test_a_split_keyupdate_with_nothing_between_is_read(pki: DevPKI) -> None:
+    """The control: the same pieces back to back are one KeyUpdate."""
+    hs = handshake(client_config(pki), server_config(pki))
+    client, server = hs.client, hs.server
+    key_update = bytes((24, 0, 0, 1, 0))
+    pieces = [client._records.encode(ContentType.handshake, key_update[i : i + 2]) for i in (0, 2, 4)]
+    events = [e for p in pieces for e in server.receive_data(p)]
+    assert [type(e).__name__ for e in events] == ["KeyUpdateReceived"]

@@ -277,6 +277,8 @@ class TLSConnection:
         # RFC 8446 §5: one byte 0x01, only during the handshake, never protected.
         if payload != b"\x01" or self.handshake_complete or self._handshake is None:
             raise unexpected_message("ChangeCipherSpec outside the handshake or malformed")
+        if self._hs_buf:  # RFC 8446 §5.1: no other record type inside a split handshake message
+            raise unexpected_message("ChangeCipherSpec inside a handshake message split over records")
         if not self.is_client and not self._hello_received:
             # Dropped only "after the first ClientHello message has been sent or received" (RFC 8446 §5).
             raise unexpected_message("ChangeCipherSpec before the ClientHello")
@@ -306,6 +308,10 @@ class TLSConnection:
     def _on_application_data(self, payload: bytes) -> None:
         if not self.handshake_complete or self._records.read_cipher is None:
             raise unexpected_message("application data before the handshake completed")
+        if self._hs_buf:
+            # RFC 8446 §5.1: a handshake message split over records (a KeyUpdate, a NewSessionTicket) may have
+            # no record of another type between its pieces.
+            raise unexpected_message("application data inside a handshake message split over records")
         if self.peer_closed:
             return  # RFC 8446 §6.1: data after close_notify is ignored
         if not payload:
