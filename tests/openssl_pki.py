@@ -123,6 +123,10 @@ def make_openssl_pki(directory: Path) -> OpenSSLPKI:
     run.leaf("cn-only", "root", "extendedKeyUsage=serverAuth,clientAuth\n")
     run.leaf("email-only", "root", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=emailProtection\n")
     run.leaf("v1-leaf", "root", None)
+    # Other key types OpenSSL makes: an RSA key in an id-RSASSA-PSS certificate, and a brainpool ECDSA key.
+    run.other_key_leaf("pss-leaf", ["-algorithm", "RSA-PSS", "-pkeyopt", "rsa_keygen_bits:2048"], _LEAF)
+    run.other_key_leaf("brainpool-leaf", ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:brainpoolP256r1"],
+                       _LEAF)
     return OpenSSLPKI(directory)
 
 
@@ -167,6 +171,14 @@ class _Runner:
             "authorityKeyIdentifier = keyid\n")
         self("ca", "-batch", "-config", "ca.cnf", "-startdate", "20200101000000Z", "-enddate", "20200201000000Z",
              "-in", f"{name}.csr", "-out", f"{name}.pem", "-notext")
+
+    def other_key_leaf(self, name: str, genpkey: list[str], extensions: str) -> None:
+        """A leaf for SERVER_NAME with a key of its own kind (``name``.key), issued by the root."""
+        self("genpkey", *genpkey, "-out", f"{name}.key")
+        self("req", "-new", "-key", f"{name}.key", "-subj", f"/CN={SERVER_NAME}", "-out", f"{name}.csr")
+        (self.dir / f"{name}.ext").write_text(extensions)
+        self("x509", "-req", "-in", f"{name}.csr", "-CA", "root.pem", "-CAkey", "root.key", "-CAcreateserial",
+             "-days", "10", "-extfile", f"{name}.ext", "-out", f"{name}.pem")
 
     def leaf(self, name: str, issuer: str, extensions: str | None, issuer_key: str | None = None) -> None:
         args = ["x509", "-req", "-in", "leaf.csr", "-CA", f"{issuer}.pem", "-CAkey", f"{issuer_key or issuer}.key",

@@ -293,3 +293,53 @@ def test_a_split_keyupdate_with_nothing_between_is_read(pki: DevPKI) -> None:
     pieces = [client._records.encode(ContentType.handshake, key_update[i : i + 2]) for i in (0, 2, 4)]
     events = [e for p in pieces for e in server.receive_data(p)]
     assert [type(e).__name__ for e in events] == ["KeyUpdateReceived"]
+
+
+# --- test-tls13-eddsa-in-certificate-verify / mldsa-in-certificate-verify: "empty signature field" -----------------
+
+
+@pytest.mark.parametrize("which", ["server", "client"])
+def test_an_empty_certificate_verify_signature_is_decrypt_error(pki: DevPKI, which: str) -> None:
+    """RFC 8446 §4.4.3: signature is opaque<0..2^16-1>, so an empty one decodes and then fails to verify:
+    decrypt_error (§6.2), not decode_error."""
+    from pqproxy.tls.messages import CertificateVerify
+
+    def empty(body: bytes) -> CertificateVerify:
+        return CertificateVerify(int.from_bytes(body[:2], "big"), b"")
+
+    if which == "server":  # the server's CertificateVerify, judged by our client
+        client, server = TLSClient(client_config(pki)), TLSServer(server_config(pki))
+        handle = client.handshake.handle
+
+        def spy(msg_type: int, body: bytes, raw: bytes) -> None:
+            if msg_type == 15:
+                verify = empty(body)
+                handle(msg_type, verify.encode()[4:], verify.encode())
+            else:
+                handle(msg_type, body, raw)
+
+        client.handshake.handle = spy  # type: ignore[method-assign]
+        server.receive_data(client.data_to_send())
+        assert_fatal(client.receive_data(server.data_to_send()), AD.decrypt_error)
+    else:  # a client's CertificateVerify, judged by our server
+        client = TLSClient(client_config(pki, certificate_chain=pki.client_chain))
+        server = TLSServer(server_config(pki, trust_store=[pki.ca], require_client_certificate=True))
+        handle = server.handshake.handle
+
+        def spy(msg_type: int, body: bytes, raw: bytes) -> None:
+            if msg_type == 15:
+                verify = empty(body)
+                handle(msg_type, verify.encode()[4:], verify.encode())
+            else:
+                handle(msg_type, body, raw)
+
+        server.handshake.handle = spy  # type: ignore[method-assign]
+        server.receive_data(client.data_to_send())
+        client.receive_data(server.data_to_send())
+        assert_fatal(server.receive_data(client.data_to_send()), AD.decrypt_error)
+
+
+def test_an_empty_signature_decodes() -> None:
+    from pqproxy.tls.messages import CertificateVerify
+
+    assert CertificateVerify.decode(b"\x04\x03\x00\x00") == CertificateVerify(0x0403, b"")

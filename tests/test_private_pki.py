@@ -195,3 +195,59 @@ def test_scenarios_have_distinct_files() -> None:
     leaves = [s.chain[0] for s in SCENARIOS]
     assert len(set(leaves)) == len(leaves)
     assert all(Path(f).suffix == ".pem" for s in SCENARIOS for f in s.chain)
+
+
+# --- Other key types OpenSSL makes: an RSA key in an id-RSASSA-PSS certificate, a brainpool ECDSA key --------------
+# (tlsfuzzer's test-tls13-rsapss-signatures and test-tls13-ecdsa-brainpool-in-certificate-verify found both
+# missing: an RSA-PSS certificate signs with rsa_pss_pss_* only, RFC 8446 §4.2.3; brainpool is RFC 8734.)
+
+OTHER_KEYS = [("pss-leaf", "rsa_pss_pss_sha256"), ("brainpool-leaf", "ecdsa_brainpoolP256r1tls13_sha256")]
+
+
+@pytest.mark.parametrize(("leaf", "scheme"), OTHER_KEYS, ids=[k for k, _ in OTHER_KEYS])
+def test_other_key_types_in_memory_both_ways(openssl_pki: OpenSSLPKI, leaf: str, scheme: str) -> None:
+    from pqproxy.tls.certificates import CertificateChain
+    from pqproxy.tls.config import TLSConfig
+    from tests.tls_helpers import handshake
+
+    chain = CertificateChain.load(openssl_pki.path(f"{leaf}.pem"), openssl_pki.path(f"{leaf}.key"))
+    trust = load_trust_store(openssl_pki.ca)
+    hs = handshake(TLSConfig(server_name=SERVER_NAME, trust_store=trust),
+                   TLSConfig(certificate_chain=chain))  # as the server's certificate
+    client_done = next(e for e in hs.client_events if type(e).__name__ == "HandshakeComplete")
+    assert client_done.signature_scheme == scheme
+    hs = handshake(TLSConfig(server_name=SERVER_NAME, trust_store=trust, certificate_chain=chain),
+                   TLSConfig(certificate_chain=chain, trust_store=trust, require_client_certificate=True))
+    server_done = next(e for e in hs.server_events if type(e).__name__ == "HandshakeComplete")
+    assert server_done.peer_certificate is not None  # and as a client certificate
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize(("leaf", "scheme"), OTHER_KEYS, ids=[k for k, _ in OTHER_KEYS])
+def test_other_key_types_against_node(openssl_pki: OpenSSLPKI, leaf: str, scheme: str) -> None:
+    cert, key = str(openssl_pki.path(f"{leaf}.pem")), str(openssl_pki.path(f"{leaf}.key"))
+    # Node 26 verifies pqproxy server's signature with this key.
+    backend = Backend()
+    server = Sidecar("server", ["--upstream", backend.address, "--cert", cert, "--key", key,
+                                "--client-ca", str(openssl_pki.ca)], admin=False)
+    try:
+        events = run_node_client({"port": server.port, "ca": str(openssl_pki.ca), "servername": SERVER_NAME,
+                                  "cert": cert, "key": key, "send": len(PAYLOAD)})
+        (hs,) = only(events, "handshake")
+        assert hs["authorized"] is True and hs["peerSigalg"] == scheme, hs
+        assert only(events, "result")[0]["length"] == len(PAYLOAD)
+        record = server.wait_for(lambda r: r.get("mode") == "server" and "result" in r)
+        assert record["result"] == "ok" and record["client_certificate"] == f"CN={SERVER_NAME}", record
+    finally:
+        server.stop()
+        backend.close()
+    # pqproxy client verifies Node 26's signature with this key.
+    with NodeServer({"cert": cert, "key": key}) as node:
+        client = Sidecar("client", ["--connect", f"{HOST}:{node.port}", "--sni", SERVER_NAME,
+                                    "--ca", str(openssl_pki.ca)], admin=False)
+        try:
+            assert _echo_through(client.port) == PAYLOAD
+        finally:
+            client.stop()
+        (hs,) = only(node.events(), "handshake")
+        assert hs["group"] == "X25519MLKEM768"

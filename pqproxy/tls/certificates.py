@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.x509.oid import PublicKeyAlgorithmOID
 
 from .alerts import AlertDescription, TLSAlert
 from .codepoints import SignatureScheme
@@ -41,6 +42,7 @@ __all__ = [
     "certificate_verify_input",
     "choose_signature_scheme",
     "is_mldsa_key",
+    "is_pss_certificate",
     "key_name",
     "load_trust_store",
     "schemes_for_public_key",
@@ -80,19 +82,32 @@ _ECDSA_BY_CURVE: dict[str, SignatureScheme] = {
     "secp256r1": SignatureScheme.ecdsa_secp256r1_sha256,
     "secp384r1": SignatureScheme.ecdsa_secp384r1_sha384,
     "secp521r1": SignatureScheme.ecdsa_secp521r1_sha512,
+    # RFC 8734: TLS 1.3 names the brainpool curves in the scheme, with their own hash each.
+    "brainpoolP256r1": SignatureScheme.ecdsa_brainpoolP256r1tls13_sha256,
+    "brainpoolP384r1": SignatureScheme.ecdsa_brainpoolP384r1tls13_sha384,
+    "brainpoolP512r1": SignatureScheme.ecdsa_brainpoolP512r1tls13_sha512,
 }
 _ECDSA_HASH: dict[SignatureScheme, Callable[[], hashes.HashAlgorithm]] = {
     SignatureScheme.ecdsa_secp256r1_sha256: hashes.SHA256,
     SignatureScheme.ecdsa_secp384r1_sha384: hashes.SHA384,
     SignatureScheme.ecdsa_secp521r1_sha512: hashes.SHA512,
+    SignatureScheme.ecdsa_brainpoolP256r1tls13_sha256: hashes.SHA256,
+    SignatureScheme.ecdsa_brainpoolP384r1tls13_sha384: hashes.SHA384,
+    SignatureScheme.ecdsa_brainpoolP512r1tls13_sha512: hashes.SHA512,
 }
-# TLS 1.3 signs with RSASSA-PSS only (RFC 8446 §4.2.3, §4.4.3); the rsae variants are for keys in
-# rsaEncryption certificates, which is what every RSA certificate we issue or meet in practice is.
+# TLS 1.3 signs with RSASSA-PSS only (RFC 8446 §4.2.3, §4.4.3): the rsae variants for a key in an
+# rsaEncryption certificate (nearly every RSA certificate), the pss variants for a key whose certificate says
+# id-RSASSA-PSS (RFC 4055), as `openssl req -newkey rsa-pss` makes them.
 _RSA_PSS_HASH: dict[SignatureScheme, Callable[[], hashes.HashAlgorithm]] = {
     SignatureScheme.rsa_pss_rsae_sha256: hashes.SHA256,
     SignatureScheme.rsa_pss_rsae_sha384: hashes.SHA384,
     SignatureScheme.rsa_pss_rsae_sha512: hashes.SHA512,
+    SignatureScheme.rsa_pss_pss_sha256: hashes.SHA256,
+    SignatureScheme.rsa_pss_pss_sha384: hashes.SHA384,
+    SignatureScheme.rsa_pss_pss_sha512: hashes.SHA512,
 }
+_RSAE = (SignatureScheme.rsa_pss_rsae_sha256, SignatureScheme.rsa_pss_rsae_sha384, SignatureScheme.rsa_pss_rsae_sha512)
+_PSS = (SignatureScheme.rsa_pss_pss_sha256, SignatureScheme.rsa_pss_pss_sha384, SignatureScheme.rsa_pss_pss_sha512)
 _MLDSA_KEY: dict[SignatureScheme, tuple[type, type]] = {
     SignatureScheme.mldsa44: (mldsa.MLDSA44PrivateKey, mldsa.MLDSA44PublicKey),
     SignatureScheme.mldsa65: (mldsa.MLDSA65PrivateKey, mldsa.MLDSA65PublicKey),
@@ -112,6 +127,12 @@ SUPPORTED_SIGNATURE_SCHEMES: tuple[int, ...] = (
     SignatureScheme.rsa_pss_rsae_sha256,
     SignatureScheme.rsa_pss_rsae_sha384,
     SignatureScheme.rsa_pss_rsae_sha512,
+    SignatureScheme.rsa_pss_pss_sha256,
+    SignatureScheme.rsa_pss_pss_sha384,
+    SignatureScheme.rsa_pss_pss_sha512,
+    SignatureScheme.ecdsa_brainpoolP256r1tls13_sha256,
+    SignatureScheme.ecdsa_brainpoolP384r1tls13_sha384,
+    SignatureScheme.ecdsa_brainpoolP512r1tls13_sha512,
 )
 
 
@@ -121,7 +142,9 @@ def _rsa_pss_fits(key_bits: int, scheme: SignatureScheme) -> bool:
     return (key_bits - 1 + 7) // 8 >= 2 * digest + 2
 
 
-def schemes_for_public_key(public_key: object) -> tuple[SignatureScheme, ...]:
+def schemes_for_public_key(public_key: object, pss_certificate: bool = False) -> tuple[SignatureScheme, ...]:
+    """The TLS 1.3 schemes a key can sign a CertificateVerify with. ``pss_certificate``: an RSA key whose
+    certificate has the id-RSASSA-PSS algorithm (``is_pss_certificate``)."""
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         scheme = _ECDSA_BY_CURVE.get(public_key.curve.name)
         return (scheme,) if scheme is not None else ()
@@ -130,11 +153,16 @@ def schemes_for_public_key(public_key: object) -> tuple[SignatureScheme, ...]:
     if isinstance(public_key, rsa.RSAPublicKey):
         if public_key.key_size < MIN_RSA_BITS:
             return ()
-        return tuple(s for s in _RSA_PSS_HASH if _rsa_pss_fits(public_key.key_size, s))
+        return tuple(s for s in (_PSS if pss_certificate else _RSAE) if _rsa_pss_fits(public_key.key_size, s))
     for scheme, (_, public_type) in _MLDSA_KEY.items():
         if isinstance(public_key, public_type):
             return (scheme,)
     return ()
+
+
+def is_pss_certificate(certificate: x509.Certificate) -> bool:
+    """An RSA key in an id-RSASSA-PSS certificate: it signs with the rsa_pss_pss schemes (RFC 8446 §4.2.3)."""
+    return certificate.public_key_algorithm_oid == PublicKeyAlgorithmOID.RSASSA_PSS
 
 
 def is_mldsa_key(public_key: object) -> bool:
@@ -184,8 +212,10 @@ def sign(private_key: PrivateKey, scheme: int, data: bytes, schemes: tuple[int, 
     return private_key.sign(data)
 
 
-def verify_signature(public_key: CertificatePublicKeyTypes, scheme: int, signature: bytes, data: bytes) -> None:
-    """Check a peer's CertificateVerify signature; raise TLSAlert, never anything else.
+def verify_signature(public_key: CertificatePublicKeyTypes, scheme: int, signature: bytes, data: bytes,
+                     pss_certificate: bool = False) -> None:
+    """Check a peer's CertificateVerify signature; raise TLSAlert, never anything else. ``pss_certificate``: the
+    key came in an id-RSASSA-PSS certificate (``is_pss_certificate``).
 
     illegal_parameter: the scheme is not one TLS 1.3 allows in CertificateVerify (RFC 8446 §4.4.3 rules out
     PKCS#1 v1.5 and SHA-1), or it does not match the certificate's key type, curve or size.
@@ -199,7 +229,7 @@ def verify_signature(public_key: CertificatePublicKeyTypes, scheme: int, signatu
         raise TLSAlert(
             AlertDescription.illegal_parameter, f"{chosen.name} is not allowed in a TLS 1.3 CertificateVerify"
         )
-    if chosen not in schemes_for_public_key(public_key):
+    if chosen not in schemes_for_public_key(public_key, pss_certificate):
         raise TLSAlert(
             AlertDescription.illegal_parameter,
             f"{chosen.name} does not match the certificate's {key_name(public_key)} key",
@@ -266,7 +296,8 @@ class CertificateChain:
     certificate_message: bytes | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.signature_schemes = signature_schemes_for_key(self.private_key)
+        self.signature_schemes = tuple(
+            schemes_for_public_key(self.private_key.public_key(), is_pss_certificate(self.certificates[0])))
         self.certificate_message = None  # set here, not as a field default: mypyc leaves those unset
 
     @property

@@ -53,7 +53,7 @@ from cryptography.x509.verification import (
 )
 
 from .alerts import AlertDescription, TLSAlert
-from .certificates import MAX_CHAIN_LENGTH, MIN_RSA_BITS, key_name, schemes_for_public_key
+from .certificates import MAX_CHAIN_LENGTH, MIN_RSA_BITS, is_pss_certificate, key_name, schemes_for_public_key
 
 __all__ = [
     "DEFAULT_VERIFY_PROFILE",
@@ -367,7 +367,7 @@ def _check_leaf_key(leaf: x509.Certificate) -> None:
         public_key = leaf.public_key()
     except Exception as exc:
         raise TLSAlert(AlertDescription.unsupported_certificate, f"leaf public key unreadable: {exc}") from None
-    if not schemes_for_public_key(public_key):
+    if not schemes_for_public_key(public_key, is_pss_certificate(leaf)):
         raise TLSAlert(
             AlertDescription.unsupported_certificate,
             f"the leaf's {key_name(public_key)} key has no TLS 1.3 signature scheme we support",

@@ -464,6 +464,7 @@ class ClientHandshake:
         certificates.verify_signature(
             self.server_certificate.public_key(), verify.algorithm, verify.signature,
             certificates.certificate_verify_input(True, self.transcript.digest()),
+            certificates.is_pss_certificate(self.server_certificate),
         )
         self.signature_scheme = verify.algorithm
         self.transcript.update(raw)
@@ -527,7 +528,7 @@ class ClientHandshake:
         schemes_raw = _find_ext(request.extensions, ExtensionType.signature_algorithms)
         assert schemes_raw is not None
         peer_schemes = SignatureSchemeList.decode(schemes_raw).schemes
-        scheme = certificates.choose_signature_scheme(chain.private_key, peer_schemes) if chain else None
+        scheme = chain.choose_signature_scheme(peer_schemes) if chain else None
         if chain is None or scheme is None:
             raw = Certificate(b"", []).encode()  # RFC 8446 §4.4.2: an empty list when we cannot comply
             self.transcript.update(raw)
@@ -536,9 +537,7 @@ class ClientHandshake:
         raw = Certificate(b"", [CertificateEntry(der) for der in chain.der]).encode()
         self.transcript.update(raw)
         self.conn.send_handshake(raw)
-        signature = certificates.sign(
-            chain.private_key, scheme, certificates.certificate_verify_input(False, self.transcript.digest())
-        )
+        signature = chain.sign(scheme, certificates.certificate_verify_input(False, self.transcript.digest()))
         raw = CertificateVerify(scheme, signature).encode()
         self.transcript.update(raw)
         self.conn.send_handshake(raw)

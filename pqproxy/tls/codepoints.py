@@ -100,6 +100,9 @@ class SignatureScheme(enum.IntEnum):
     rsa_pss_pss_sha256 = 0x0809
     rsa_pss_pss_sha384 = 0x080A
     rsa_pss_pss_sha512 = 0x080B
+    ecdsa_brainpoolP256r1tls13_sha256 = 0x081A  # RFC 8734
+    ecdsa_brainpoolP384r1tls13_sha384 = 0x081B
+    ecdsa_brainpoolP512r1tls13_sha512 = 0x081C
     mldsa44 = 0x0904
     mldsa65 = 0x0905
     mldsa87 = 0x0906

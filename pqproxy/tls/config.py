@@ -28,6 +28,12 @@ DEFAULT_SIGNATURE_SCHEMES: tuple[int, ...] = (
     SignatureScheme.mldsa65,
     SignatureScheme.mldsa87,
     SignatureScheme.ecdsa_secp521r1_sha512,
+    SignatureScheme.rsa_pss_pss_sha256,  # RSA keys in id-RSASSA-PSS certificates (RFC 8446 §4.2.3)
+    SignatureScheme.rsa_pss_pss_sha384,
+    SignatureScheme.rsa_pss_pss_sha512,
+    SignatureScheme.ecdsa_brainpoolP256r1tls13_sha256,  # RFC 8734
+    SignatureScheme.ecdsa_brainpoolP384r1tls13_sha384,
+    SignatureScheme.ecdsa_brainpoolP512r1tls13_sha512,
     SignatureScheme.rsa_pkcs1_sha256,  # for certificate signatures only (signature_algorithms_cert-less peers)
     SignatureScheme.rsa_pkcs1_sha384,
     SignatureScheme.rsa_pkcs1_sha512,

@@ -235,7 +235,7 @@ class CertificateVerify:
     def decode(cls, body: bytes | memoryview) -> CertificateVerify:
         r = Reader(body)
         algorithm = r.uint16("algorithm")
-        signature = r.vector16("signature", min_len=1)
+        signature = r.vector16("signature")  # <0..2^16-1> (RFC 8446 §4.4.3): empty decodes, and fails to verify
         r.expect_end("CertificateVerify")
         return cls(algorithm, signature)
 

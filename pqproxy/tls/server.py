@@ -539,6 +539,7 @@ class ServerHandshake:
         certificates.verify_signature(
             self.client_certificate.public_key(), verify.algorithm, verify.signature,
             certificates.certificate_verify_input(False, self.transcript.digest()),
+            certificates.is_pss_certificate(self.client_certificate),
         )
         self.transcript.update(raw)
         self.state = "wait_finished"
