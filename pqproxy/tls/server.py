@@ -214,7 +214,8 @@ class ServerHandshake:
             if len(facts.offered_psks.identities) != len(facts.offered_psks.binders):
                 raise illegal_parameter("PSK identities and binders differ in number")
         if facts.cert_with_extern_psk and facts.offered_psks is None:
-            raise illegal_parameter("tls_cert_with_extern_psk without pre_shared_key")  # RFC 8773 §3
+            # RFC 8773: the extension asks for a certificate beside an external PSK, which the client must offer.
+            raise illegal_parameter("tls_cert_with_extern_psk without pre_shared_key")
         # RFC 8446 §4.2.8: one share per group, each for a group in supported_groups (the server may check: we
         # do, for every share, known group or not; with sets, so a hello of thousands costs no quadratic work).
         share_groups = facts.key_share_groups
