@@ -290,6 +290,20 @@ def client_args(pki: dict[str, Path], server_port: int, *extra: str) -> list[str
     return ["--connect", f"{HOST}:{server_port}", "--sni", "localhost", "--ca", str(pki["ca"]), *extra]
 
 
+def echo_once(port: int, payload: bytes, timeout: float = 20.0) -> bytes:
+    """Send ``payload`` through a client sidecar on ``port`` to an echo service; what comes back: all of it, or
+    what came before the sidecar closed or reset the application's connection (b"" when it refused at once)."""
+    with socket.create_connection((HOST, port), timeout=timeout) as conn:
+        conn.sendall(payload)
+        got = b""
+        try:
+            while len(got) < len(payload) and (data := conn.recv(4096)):
+                got += data
+        except ConnectionResetError:
+            pass
+        return got
+
+
 # --- data --------------------------------------------------------------------------------------------------
 
 

@@ -298,42 +298,34 @@ def test_a_split_keyupdate_with_nothing_between_is_read(pki: DevPKI) -> None:
 # --- test-tls13-eddsa-in-certificate-verify / mldsa-in-certificate-verify: "empty signature field" -----------------
 
 
+def _with_empty_certificate_verify(conn: TLSClient | TLSServer) -> None:
+    """Make ``conn`` read the peer's CertificateVerify with its signature emptied."""
+    from pqproxy.tls.messages import CertificateVerify
+
+    handle = conn.handshake.handle
+
+    def spy(msg_type: int, body: bytes, raw: bytes) -> None:
+        if msg_type == 15:  # certificate_verify
+            raw = CertificateVerify(int.from_bytes(body[:2], "big"), b"").encode()
+            body = raw[4:]
+        handle(msg_type, body, raw)
+
+    conn.handshake.handle = spy  # type: ignore[method-assign]
+
+
 @pytest.mark.parametrize("which", ["server", "client"])
 def test_an_empty_certificate_verify_signature_is_decrypt_error(pki: DevPKI, which: str) -> None:
     """RFC 8446 §4.4.3: signature is opaque<0..2^16-1>, so an empty one decodes and then fails to verify:
     decrypt_error (§6.2), not decode_error."""
-    from pqproxy.tls.messages import CertificateVerify
-
-    def empty(body: bytes) -> CertificateVerify:
-        return CertificateVerify(int.from_bytes(body[:2], "big"), b"")
-
     if which == "server":  # the server's CertificateVerify, judged by our client
         client, server = TLSClient(client_config(pki)), TLSServer(server_config(pki))
-        handle = client.handshake.handle
-
-        def spy(msg_type: int, body: bytes, raw: bytes) -> None:
-            if msg_type == 15:
-                verify = empty(body)
-                handle(msg_type, verify.encode()[4:], verify.encode())
-            else:
-                handle(msg_type, body, raw)
-
-        client.handshake.handle = spy  # type: ignore[method-assign]
+        _with_empty_certificate_verify(client)
         server.receive_data(client.data_to_send())
         assert_fatal(client.receive_data(server.data_to_send()), AD.decrypt_error)
     else:  # a client's CertificateVerify, judged by our server
         client = TLSClient(client_config(pki, certificate_chain=pki.client_chain))
         server = TLSServer(server_config(pki, trust_store=[pki.ca], require_client_certificate=True))
-        handle = server.handshake.handle
-
-        def spy(msg_type: int, body: bytes, raw: bytes) -> None:
-            if msg_type == 15:
-                verify = empty(body)
-                handle(msg_type, verify.encode()[4:], verify.encode())
-            else:
-                handle(msg_type, body, raw)
-
-        server.handshake.handle = spy  # type: ignore[method-assign]
+        _with_empty_certificate_verify(server)
         server.receive_data(client.data_to_send())
         client.receive_data(server.data_to_send())
         assert_fatal(server.receive_data(client.data_to_send()), AD.decrypt_error)

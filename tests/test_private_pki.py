@@ -15,7 +15,6 @@ and, on a refusal, that pqproxy's log line names the certificate and the rule.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from tests.openssl_pki import (
     openssl_binary,
 )
 from tests.peers.node import NodeServer, only, run_node_client
-from tests.sidecar_kit import HOST, Backend, Sidecar
+from tests.sidecar_kit import HOST, Backend, Sidecar, echo_once
 
 IDS = [s.name for s in SCENARIOS]
 PAYLOAD = b"private pki says hello\n"
@@ -101,19 +100,6 @@ def test_webpki_profile_accepts_a_careful_ca(openssl_pki: OpenSSLPKI) -> None:
 # --- The same chains over the wire: pqproxy client and server against Node 26 -----------------------------------
 
 
-def _echo_through(port: int) -> bytes:
-    """Send PAYLOAD through a client sidecar; what comes back (b"" when the sidecar closes or resets)."""
-    with socket.create_connection((HOST, port), timeout=20) as conn:
-        conn.sendall(PAYLOAD)
-        got = b""
-        try:
-            while len(got) < len(PAYLOAD) and (data := conn.recv(4096)):
-                got += data
-        except ConnectionResetError:
-            pass
-        return got
-
-
 def _node_reference_server_verdict(pki: OpenSSLPKI, scenario: Scenario) -> bool:
     """Node 26 as the client, verifying a Node 26 server that presents the chain."""
     with NodeServer({"cert": str(pki.chain_file(scenario)), "key": str(pki.key)}) as server:
@@ -129,7 +115,7 @@ def test_pqproxy_client_and_node_judge_a_server_chain(openssl_pki: OpenSSLPKI, s
         client = Sidecar("client", ["--connect", f"{HOST}:{server.port}", "--sni", SERVER_NAME,
                                     "--ca", str(openssl_pki.ca)], admin=False)
         try:
-            echoed = _echo_through(client.port)
+            echoed = echo_once(client.port, PAYLOAD)
             record = client.wait_for(lambda r: r.get("mode") == "client" and "result" in r)
         finally:
             client.stop()
@@ -246,7 +232,7 @@ def test_other_key_types_against_node(openssl_pki: OpenSSLPKI, leaf: str, scheme
         client = Sidecar("client", ["--connect", f"{HOST}:{node.port}", "--sni", SERVER_NAME,
                                     "--ca", str(openssl_pki.ca)], admin=False)
         try:
-            assert _echo_through(client.port) == PAYLOAD
+            assert echo_once(client.port, PAYLOAD) == PAYLOAD
         finally:
             client.stop()
         (hs,) = only(node.events(), "handshake")

@@ -10,7 +10,6 @@ same relay.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from pqproxy.tls.certificates import CertificateChain
 from pqproxy.tls.client import TLSClient
 from pqproxy.tls.config import CLASSICAL_SIGNATURE_SCHEMES, DEFAULT_SIGNATURE_SCHEMES, TLSConfig
 from tests.peers.node import only, run_node_client
-from tests.sidecar_kit import HOST, Backend, Sidecar, client_args, server_args
+from tests.sidecar_kit import Backend, Sidecar, client_args, echo_once, server_args
 
 PAYLOAD = b"through the IPS\n"
 
@@ -100,18 +99,6 @@ def test_real_clients_default_hellos_name_mldsa(ecdsa_pki: dict[str, Path]) -> N
         assert listed["signature_algorithms"] & MLDSA_SCHEMES, name
 
 
-def _echo(port: int) -> bytes:
-    with socket.create_connection((HOST, port), timeout=20) as conn:
-        conn.sendall(PAYLOAD)
-        got = b""
-        try:
-            while len(got) < len(PAYLOAD) and (data := conn.recv(4096)):
-                got += data
-        except ConnectionResetError:
-            pass
-        return got
-
-
 @pytest.mark.interop
 def test_pqproxy_client_passes_an_mldsa_resetting_ips_where_node_is_reset(ecdsa_pki: dict[str, Path]) -> None:
     backend = Backend()
@@ -121,7 +108,7 @@ def test_pqproxy_client_passes_an_mldsa_resetting_ips_where_node_is_reset(ecdsa_
             # The default client: an ECDSA CA, so no ML-DSA scheme in its hello; the IPS forwards it.
             client = Sidecar("client", client_args(ecdsa_pki, ips.port), admin=False)
             try:
-                assert _echo(client.port) == PAYLOAD
+                assert echo_once(client.port, PAYLOAD) == PAYLOAD
                 record = client.wait_for(lambda r: r.get("mode") == "client" and "result" in r)
                 assert record["result"] == "ok" and record["group"] == "X25519MLKEM768", record
             finally:
@@ -131,7 +118,7 @@ def test_pqproxy_client_passes_an_mldsa_resetting_ips_where_node_is_reset(ecdsa_
             named = Sidecar("client", client_args(ecdsa_pki, ips.port, "--signature-algorithms",
                                                   "ecdsa_secp256r1_sha256,mldsa65"), admin=False)
             try:
-                assert _echo(named.port) == b""
+                assert echo_once(named.port, PAYLOAD) == b""
                 record = named.wait_for(lambda r: r.get("mode") == "client" and "result" in r)
                 assert record["result"] != "ok", record
             finally:
@@ -153,7 +140,7 @@ def test_an_mldsa_server_is_still_reached_with_an_mldsa_ca(mldsa_pki: dict[str, 
     server = Sidecar("server", server_args(mldsa_pki, backend.address), admin=False)
     client = Sidecar("client", client_args(mldsa_pki, server.port), admin=False)
     try:
-        assert _echo(client.port) == PAYLOAD
+        assert echo_once(client.port, PAYLOAD) == PAYLOAD
     finally:
         client.stop()
         server.stop()

@@ -487,6 +487,19 @@ class SizeThresholdEmulator(Emulator):
         return Decision(FORWARD, f"first record of {wire} bytes")
 
 
+def whole_client_hello(c: Conn) -> bytes | Decision:
+    """Read until the first ClientHello is whole (as a box that reassembles and parses it does): the message, or
+    the decision when it never comes (not TLS: forward; an end or a stall: close)."""
+    deadline = time.monotonic() + READ_TIMEOUT
+    while (message := client_hello_message(c.buffer)) is None:
+        if not_tls(c.buffer):
+            return Decision(FORWARD, "not TLS")
+        if c.eof or time.monotonic() > deadline:
+            return Decision(CLOSE, "the ClientHello never completed")
+        c.read()
+    return message
+
+
 class CodepointEmulator(Emulator):
     """``codepoint``: a TLS-inspecting firewall that reassembles and parses the ClientHello and, when
     supported_groups or key_share has X25519MLKEM768 (0x11EC), answers a plaintext alert
@@ -496,13 +509,9 @@ class CodepointEmulator(Emulator):
     imitates = "FortiGate in flow mode: alert illegal_parameter on 0x11EC"
 
     def decide(self, c: Conn) -> Decision:
-        deadline = time.monotonic() + READ_TIMEOUT
-        while (message := client_hello_message(c.buffer)) is None:
-            if not_tls(c.buffer):
-                return Decision(FORWARD, "not TLS")
-            if c.eof or time.monotonic() > deadline:
-                return Decision(CLOSE, "the ClientHello never completed")
-            c.read()
+        message = whole_client_hello(c)
+        if isinstance(message, Decision):
+            return message
         try:
             groups = offered_groups(message)
         except TLSAlert as exc:  # fail open, as such boxes do on what they cannot parse
@@ -522,13 +531,9 @@ class SigalgCodepointEmulator(Emulator):
     imitates = "an IPS signature that resets hellos naming ML-DSA signature schemes"
 
     def decide(self, c: Conn) -> Decision:
-        deadline = time.monotonic() + READ_TIMEOUT
-        while (message := client_hello_message(c.buffer)) is None:
-            if not_tls(c.buffer):
-                return Decision(FORWARD, "not TLS")
-            if c.eof or time.monotonic() > deadline:
-                return Decision(CLOSE, "the ClientHello never completed")
-            c.read()
+        message = whole_client_hello(c)
+        if isinstance(message, Decision):
+            return message
         try:
             schemes = offered_signature_schemes(message)
         except TLSAlert as exc:  # fail open, as such boxes do on what they cannot parse

@@ -115,6 +115,7 @@ class TLSConnection:
             raise RuntimeError("the handshake is not waiting for its caller")
         self._paused = False
         self._apply_record_settings()  # the caller may have given another configuration
+        # receive_data's guard, written out again: a shared helper cost every receive_data call a frame.
         try:
             step()
             self._process_records()
