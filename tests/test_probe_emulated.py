@@ -31,6 +31,7 @@ from pqproxy.lab.emulators import (
     FlakyEmulator,
     HrrEmulator,
     PmtuBlackholeEmulator,
+    SigalgCodepointEmulator,
     SilentEmulator,
     SizeThresholdEmulator,
     SniOffsetEmulator,
@@ -228,6 +229,50 @@ def test_codepoint(backends: Backends) -> None:
     for r in (by_id["pq/split@600"], by_id["hrr/no-share"]):
         assert r.verdict == model.INCONCLUSIVE, r.spec.id
     assert box.count("answer: 0x11EC offered") >= 4
+
+
+def test_sigalg_codepoint(backends: Backends) -> None:
+    """The 2026 field case: an IPS signature resets every hello naming ML-DSA signature schemes, whatever its size.
+    Before, the classical control itself named ML-DSA, so the target read as unreachable ("no TLS answer to a
+    small classical hello (rst)", exit 2); now the controls name nothing post-quantum, each element is its own
+    probe, and the report names the schemes, the extensions, and a workaround this run showed to work."""
+    with SigalgCodepointEmulator(backends.good.port) as box:
+        target = probe(box, make_suite("sigalg-codepoint", "codepoint", "split-segments", "hrr", "readiness"))
+    assert target.reachable, target.error
+    found = only(target, "sigalg-codepoint")
+    assert found.details == {"schemes": ["mldsa44", "mldsa65", "mldsa87"],
+                             "extensions": ["signature_algorithms", "signature_algorithms_cert"]}
+    assert "at the TCP level (rst)" in found.summary
+    assert found.workaround_checked is True and found.workaround_evidence == ["workaround/pq-without-mldsa"]
+    by_id = results(target)
+    for probe_id in ("sigalg/mldsa", "sigalg/mldsa44", "sigalg/mldsa65", "sigalg/mldsa87", "sigalg-cert/mldsa"):
+        assert by_id[probe_id].verdict == model.FAIL and by_id[probe_id].outcome.kind == model.RST, probe_id
+    for probe_id in ("classical/one-write", "codepoint/classical-padded", "codepoint/X25519MLKEM768",
+                     "workaround/pq-without-mldsa"):
+        assert by_id[probe_id].verdict == model.PASS, probe_id  # nothing post-quantum but the signatures matters
+    # Chrome's own hello names ML-DSA: its shapes cannot be judged here, and no shape is blamed.
+    assert by_id["pq/one-write"].outcome.kind == model.RST
+    assert by_id["pq/split@600"].verdict == model.INCONCLUSIVE
+    assert target.readiness is not None and target.readiness.verdict == "pq-ready"
+    assert target.readiness.mldsa_signing is None  # the box reset the question: nothing is claimed
+    assert all(d.startswith(("forward", "reset")) for d in box.decisions)
+
+
+def test_a_server_that_signs_with_mldsa_says_so(tmp_path: Path) -> None:
+    """Readiness asks with only ML-DSA schemes: an ML-DSA-65 certificate signs (mldsa65), an ECDSA one cannot."""
+    for alg, expected in (("mldsa65", (True, "mldsa65")), ("ecdsa", (False, None))):
+        pki = write_dev_pki(tmp_path / alg, alg=alg, names=(GOOD_NAME, HOST))
+        upstream = Backend("echo")
+        server = Sidecar("server", server_args(pki, upstream.address), admin=False)
+        try:
+            _, target = run(server.port, make_suite("readiness"))
+        finally:
+            server.stop()
+            upstream.close()
+        assert target.readiness is not None
+        assert (target.readiness.mldsa_signing, target.readiness.mldsa_scheme) == expected, target.readiness
+        said = "signs with ML-DSA when asked (mldsa65)" if expected[0] else "cannot sign with ML-DSA"
+        assert said in target.readiness.summary
 
 
 def test_early_verdict(backends: Backends) -> None:

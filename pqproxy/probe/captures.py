@@ -147,11 +147,15 @@ class _Backend:
     """A plain HTTP/1.1 server on 127.0.0.1 behind the pqproxy server: any GET gets a tiny page."""
 
     def __init__(self) -> None:
+        backend = self
+        self.requests = 0  # GETs answered: how a client that prints nothing (Firefox) shows it got through
+
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             timeout = 10
 
             def do_GET(self) -> None:
+                backend.requests += 1
                 body = b"<!doctype html><title>pqproxy capture</title><p>captured</p>\n"
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html")
@@ -205,6 +209,7 @@ class Stack:
     ca: Path
     server_cert: Path
     tmp: Path
+    backend: _Backend | None = None
 
 
 def _version(argv: list[str]) -> str:
@@ -263,6 +268,168 @@ def run_chromium(stack: Stack) -> str:
         _stop(proc, group=True)
     if b"captured" not in out:
         raise CaptureError(f"Chromium did not load the page through pqproxy (exit {proc.returncode})")
+    return _version([binary, "--version"])
+
+
+def firefox_binary() -> str:
+    for name in filter(None, (os.environ.get("PQPROXY_FIREFOX"), "firefox-esr", "firefox")):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise CaptureError("Firefox ESR not found: it is needed only to regenerate captures/firefox-esr.pcap "
+                       "(apt-get install --no-install-recommends firefox-esr, or set PQPROXY_FIREFOX)")
+
+
+# The fresh profile's user.js. Two kinds of prefs, and nothing that touches TLS: (1) every background
+# connection Firefox makes on its own is switched off (telemetry, updates, remote settings, Normandy and
+# studies, safe browsing, captive-portal and connectivity checks, push, DNS-over-HTTPS, prefetch and
+# speculative connections, new-tab and discovery feeds, OCSP fetches, geolocation and region look-ups);
+# (2) every host name resolves to 127.0.0.1 (network.dns.forceResolve), so pqproxy.test reaches the server
+# and anything missed in (1) can only knock on loopback. The ClientHello is the distribution's default.
+FIREFOX_PREFS: dict[str, bool | int | str] = {
+    # name resolution: loopback only, IPv4 (the server listens on 127.0.0.1), no DNS-over-HTTPS
+    "network.dns.forceResolve": "127.0.0.1",
+    "network.dns.disableIPv6": True,
+    "network.trr.mode": 5,
+    "network.trr.confirmationNS": "skip",
+    "network.proxy.type": 0,
+    "network.dns.disablePrefetch": True,
+    "network.dns.disablePrefetchFromHTTPS": True,
+    "network.prefetch-next": False,
+    "network.predictor.enabled": False,
+    "network.http.speculative-parallel-limit": 0,
+    "browser.urlbar.speculativeConnect.enabled": False,
+    "browser.places.speculativeConnect.enabled": False,
+    # connectivity, captive portal
+    "network.connectivity-service.enabled": False,
+    "network.captive-portal-service.enabled": False,
+    # telemetry and data reporting
+    "toolkit.telemetry.enabled": False,
+    "toolkit.telemetry.unified": False,
+    "toolkit.telemetry.archive.enabled": False,
+    "toolkit.telemetry.server": "",
+    "toolkit.telemetry.reportingpolicy.firstRun": False,
+    "toolkit.coverage.endpoint.base": "",
+    "datareporting.healthreport.uploadEnabled": False,
+    "datareporting.policy.dataSubmissionEnabled": False,
+    "datareporting.usage.uploadEnabled": False,
+    "browser.ping-centre.telemetry": False,
+    "browser.crashReports.unsubmittedCheck.autoSubmit2": False,
+    # updates: application, add-ons, system add-ons, search engines, GMP plugins
+    "app.update.enabled": False,
+    "app.update.auto": False,
+    "app.update.checkInstallTime": False,
+    "app.update.disabledForTesting": True,
+    "extensions.update.enabled": False,
+    "extensions.update.autoUpdateDefault": False,
+    "extensions.systemAddon.update.enabled": False,
+    "extensions.systemAddon.update.url": "",
+    "extensions.getAddons.cache.enabled": False,
+    "extensions.blocklist.enabled": False,
+    "browser.search.update": False,
+    "media.gmp-manager.url": "",
+    "media.gmp-gmpopenh264.enabled": False,
+    "media.gmp-widevinecdm.enabled": False,
+    # remote settings (and what rides on it: CRLite, intermediates, blocklists), Normandy, studies, messaging
+    "services.settings.server": "",
+    "security.remote_settings.crlite_filters.enabled": False,
+    "security.remote_settings.intermediates.enabled": False,
+    "app.normandy.enabled": False,
+    "app.normandy.api_url": "",
+    "app.shield.optoutstudies.enabled": False,
+    "messaging-system.rsexperimentloader.enabled": False,
+    "browser.discovery.enabled": False,
+    # safe browsing
+    "browser.safebrowsing.malware.enabled": False,
+    "browser.safebrowsing.phishing.enabled": False,
+    "browser.safebrowsing.downloads.enabled": False,
+    "browser.safebrowsing.downloads.remote.enabled": False,
+    "browser.safebrowsing.blockedURIs.enabled": False,
+    "browser.safebrowsing.update.enabled": False,
+    "browser.safebrowsing.provider.google.updateURL": "",
+    "browser.safebrowsing.provider.google4.updateURL": "",
+    "browser.safebrowsing.provider.mozilla.updateURL": "",
+    # push, sync, accounts, geolocation, region, translations
+    "dom.push.enabled": False,
+    "dom.push.connection.enabled": False,
+    "dom.push.serverURL": "",
+    "identity.fxaccounts.enabled": False,
+    "services.sync.enabled": False,
+    "geo.enabled": False,
+    "geo.provider.network.url": "",
+    "browser.region.network.url": "",
+    "browser.region.update.enabled": False,
+    "browser.translations.enable": False,
+    # first run, start page, new tab and its feeds
+    "browser.startup.homepage_override.mstone": "ignore",
+    "startup.homepage_welcome_url": "",
+    "startup.homepage_welcome_url.additional": "",
+    "browser.startup.page": 0,
+    "browser.aboutwelcome.enabled": False,
+    "browser.shell.checkDefaultBrowser": False,
+    "browser.newtabpage.enabled": False,
+    "browser.newtabpage.activity-stream.feeds.telemetry": False,
+    "browser.newtabpage.activity-stream.telemetry": False,
+    "browser.newtabpage.activity-stream.feeds.topsites": False,
+    "browser.newtabpage.activity-stream.feeds.section.topstories": False,
+    "browser.newtabpage.activity-stream.feeds.snippets": False,
+    "browser.newtabpage.activity-stream.default.sites": "",
+    "browser.topsites.contile.enabled": False,
+    "browser.urlbar.quicksuggest.enabled": False,
+    "browser.urlbar.suggest.quicksuggest.sponsored": False,
+    "browser.urlbar.suggest.quicksuggest.nonsponsored": False,
+    # certificate checks that would fetch: OCSP (the status_request extension is a different pref, left alone)
+    "security.OCSP.enabled": 0,
+    "security.certerrors.mitm.priming.enabled": False,
+    "signon.management.page.breach-alerts.enabled": False,
+    "browser.contentblocking.report.monitor.enabled": False,
+}
+
+
+def _firefox_profile(stack: Stack) -> Path:
+    """A fresh profile: user.js with FIREFOX_PREFS, and an override that accepts the development server
+    certificate for pqproxy.test:PORT (cert_override.txt, host:port, SHA-256 fingerprint), so that the page
+    loads as it does in Chromium; the override changes nothing in the ClientHello."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    profile = stack.tmp / "firefox-profile"
+    profile.mkdir(exist_ok=True)
+    lines = [f"user_pref({json.dumps(name)}, {json.dumps(value)});" for name, value in FIREFOX_PREFS.items()]
+    (profile / "user.js").write_text("\n".join(lines) + "\n")
+    cert = x509.load_pem_x509_certificate(stack.server_cert.read_bytes())
+    fingerprint = ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
+    oid = "OID.2.16.840.1.101.3.4.2.1"  # SHA-256
+    (profile / "cert_override.txt").write_text(
+        "# PSM Certificate Override Settings file\n# This is a generated file!  Do not edit.\n"
+        f"{SNI}:{stack.port}:\t{oid}\t{fingerprint}\t\n"
+    )
+    return profile
+
+
+def run_firefox(stack: Stack) -> str:
+    binary = firefox_binary()
+    profile = _firefox_profile(stack)
+    shot = stack.tmp / "firefox.png"
+    before = stack.backend.requests if stack.backend is not None else 0
+    args = [binary, "--headless", "--no-remote", "--new-instance", "--profile", str(profile),
+            "--screenshot", str(shot), f"https://{SNI}:{stack.port}/"]
+    env = {**os.environ, "HOME": str(stack.tmp), "TMPDIR": str(stack.tmp), "MOZ_CRASHREPORTER_DISABLE": "1",
+           "MOZ_HEADLESS": "1"}
+    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    env.pop("DISPLAY", None)
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=env, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=CLIENT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise CaptureError(f"Firefox did not finish within {CLIENT_TIMEOUT}s") from None
+    finally:
+        _stop(proc, group=True)  # Firefox's content processes are in its session: none outlives the capture
+    loaded = stack.backend is not None and stack.backend.requests > before
+    if not loaded:
+        tail = err.decode("utf-8", "replace").strip()[-2000:] if err else ""
+        raise CaptureError(f"Firefox did not load the page through pqproxy (exit {proc.returncode}):\n{tail}")
     return _version([binary, "--version"])
 
 
@@ -343,6 +510,8 @@ CLIENTS: tuple[Client, ...] = (
            run_pqproxy_client),
     Client("classical.pcap", "Node.js 26 `tls.connect` with `ecdhCurve: 'X25519:P-256'`: no post-quantum group",
            run_node_classical),
+    Client("firefox-esr.pcap", "headless Firefox ESR (Debian's firefox-esr package) loading https://pqproxy.test/, "
+           "a fresh profile with background connections off, TLS settings at their defaults", run_firefox),
 )
 
 
@@ -432,7 +601,7 @@ def capture_all(out: Path, only: Sequence[str] = ()) -> dict[str, dict[str, str]
             with pqproxy_process(["server", "--listen", f"127.0.0.1:{port}", "--upstream",
                                   f"127.0.0.1:{backend.port}", "--cert", str(pki["server"]),
                                   "--key", str(pki["server_key"]), "--workers", "1"]):
-                stack = Stack(port=port, ca=pki["ca"], server_cert=pki["server"], tmp=tmp)
+                stack = Stack(port=port, ca=pki["ca"], server_cert=pki["server"], tmp=tmp, backend=backend)
                 for client in chosen:
                     raw = tmp / client.file
                     with tcpdump(raw, port):

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ..tls.codepoints import SignatureScheme
+from ..tls.config import CLASSICAL_SIGNATURE_SCHEMES
 from . import model
 from .model import Diagnosis, ProbeResult, ProbeSpec
 
@@ -22,6 +24,10 @@ SNI_LAST_CONTROL = "pq/one-write-sni-last"
 SNI_PEEK = 1024  # the fixed peek buffer of the sni-offset family
 SNI_PROBE_SIZE = 3072  # both sni-offset probes are padded to this, so only the offset differs
 CODEPOINT_PROBE_SIZE = 1600
+CODEPOINT_CONTROL = "codepoint/classical-padded"
+# ML-DSA (draft-ietf-tls-mldsa): the signature codepoints an IPS signature reset Go 1.26 clients on (REFERENCE.md §4).
+MLDSA_SCHEMES = ("mldsa44", "mldsa65", "mldsa87")
+SIGALG_WITHOUT_MLDSA = "workaround/pq-without-mldsa"
 DEFAULT_SWEEP = (512, 1024, 1400, 1600, 2048, 3072, 4096, 6144, 8192)
 SWEEP_RESOLUTION = 16  # bytes: the binary search stops when the bracket is this narrow
 MAX_REFINE_STEPS = 10
@@ -34,6 +40,20 @@ QUIC_FIRST_CRYPTO = 1100  # bytes of the hello in the first Initial, as Chrome s
 
 READINESS_GROUPS = ("X25519MLKEM768", "SecP256r1MLKEM768", "SecP384r1MLKEM1024", "MLKEM768", "MLKEM1024",
                     "X25519", "secp256r1", "secp384r1")
+
+
+READY_MLDSA = "ready/sig-mldsa"
+
+
+def _hrr_route(check: str) -> ProbeSpec:
+    return _spec("hrr/classical-first", "classical", control=CLASSICAL_CONTROL, check=check,
+                 groups=["X25519", "X25519MLKEM768"], key_shares=["X25519"], expect="server_hello",
+                 description="a small one-segment hello; the server may HRR into ML-KEM")
+
+
+def _codepoint_control(check: str) -> ProbeSpec:
+    return _spec(CODEPOINT_CONTROL, "classical", control=CLASSICAL_CONTROL, check=check, size=CODEPOINT_PROBE_SIZE,
+                 description="classical groups and signature schemes only, padded to the size of the others")
 
 
 def _spec(id: str, profile: str, delivery: str = "one-write", *, control: str | None, check: str,
@@ -65,6 +85,7 @@ def probes_for(check: str, pq_profile: str, sweep: Iterable[int] = DEFAULT_SWEEP
         return [
             _spec("pq/split@600", p, "split@600", control=PQ_CONTROL, check=check, sni_position="first",
                   description="the hello in two writes, cut at byte 600, with a pause"),
+            _hrr_route(check),
             _spec("pq/split@100", p, "split@100", control=PQ_CONTROL, check=check, sni_position="first",
                   description="the hello in two writes, cut at byte 100 (before the extensions)"),
             _spec("classical/split@100", "classical", "split@100", control=CLASSICAL_CONTROL, check=check,
@@ -96,16 +117,33 @@ def probes_for(check: str, pq_profile: str, sweep: Iterable[int] = DEFAULT_SWEEP
                   description=f"server_name ends after byte {SNI_PEEK}, same size"),
         ]
     if check == "codepoint":
-        control = "codepoint/classical-padded"
+        control = CODEPOINT_CONTROL
         return [
-            _spec(control, "classical", control=CLASSICAL_CONTROL, check=check, size=CODEPOINT_PROBE_SIZE,
-                  description="classical groups only, padded to the size of the others"),
+            _codepoint_control(check),
             _spec("codepoint/X25519MLKEM768", "classical", control=control, check=check,
                   size=CODEPOINT_PROBE_SIZE, groups=["X25519MLKEM768", "X25519"], key_shares=["X25519MLKEM768"],
                   description="0x11EC offered (X25519 allowed by HRR)"),
             _spec("codepoint/X25519Kyber768Draft00", "classical", control=control, check=check,
                   size=CODEPOINT_PROBE_SIZE, groups=["X25519Kyber768Draft00", "X25519"],
                   key_shares=["X25519Kyber768Draft00"], description="the pre-standard 0x6399 offered"),
+        ]
+    if check == "sigalg-codepoint":
+        classical = [SignatureScheme(s).name for s in CLASSICAL_SIGNATURE_SCHEMES]
+        return [
+            _codepoint_control(check),
+            _spec("sigalg/mldsa", "classical", control=CODEPOINT_CONTROL, check=check, size=CODEPOINT_PROBE_SIZE,
+                  signature_schemes=[*MLDSA_SCHEMES, *classical],
+                  description="the classical hello with mldsa44, mldsa65 and mldsa87 in signature_algorithms"),
+            *(_spec(f"sigalg/{scheme}", "classical", control=CODEPOINT_CONTROL, check=check,
+                    size=CODEPOINT_PROBE_SIZE, signature_schemes=[scheme, *classical],
+                    description=f"only {scheme} added to signature_algorithms")
+              for scheme in MLDSA_SCHEMES),
+            _spec("sigalg-cert/mldsa", "classical", control=CODEPOINT_CONTROL, check=check,
+                  size=CODEPOINT_PROBE_SIZE, signature_schemes_cert=[*MLDSA_SCHEMES, *classical],
+                  description="ML-DSA in signature_algorithms_cert only"),
+            _spec(SIGALG_WITHOUT_MLDSA, pq_profile, control=CLASSICAL_CONTROL, check=check,
+                  without_signature_schemes=list(MLDSA_SCHEMES),
+                  description="the post-quantum hello without its ML-DSA schemes: does leaving them out get through"),
         ]
     if check == "size-threshold":
         return [
@@ -120,12 +158,7 @@ def probes_for(check: str, pq_profile: str, sweep: Iterable[int] = DEFAULT_SWEEP
                   description="the hello in writes of 400 bytes: segments far below any path MTU"),
         ]
     if check == "early-verdict":
-        return [
-            *probes_for("split-segments", pq_profile),
-            _spec("hrr/classical-first", "classical", control=CLASSICAL_CONTROL, check=check,
-                  groups=["X25519", "X25519MLKEM768"], key_shares=["X25519"], expect="server_hello",
-                  description="a small one-segment hello; the server may HRR into ML-KEM"),
-        ]
+        return [*probes_for("split-segments", pq_profile)]
     if check == "hrr":
         return [
             _spec("hrr/no-share", "classical", control=PQ_CONTROL, check=check,
@@ -145,6 +178,9 @@ def probes_for(check: str, pq_profile: str, sweep: Iterable[int] = DEFAULT_SWEEP
         specs.append(_spec("ready/hrr-to-hybrid", "classical", control=CLASSICAL_CONTROL, check=check,
                            groups=["X25519", "X25519MLKEM768"], key_shares=["X25519"], expect="answer",
                            description="only an X25519 share: does the server ask for the hybrid one"))
+        specs.append(_spec(READY_MLDSA, "classical", control=CLASSICAL_CONTROL, check=check,
+                           signature_schemes=list(MLDSA_SCHEMES), expect="answer",
+                           description="only ML-DSA signature schemes offered: can the server sign with ML-DSA"))
         return specs
     if check == "quic-multi-initial":
         first = QUIC_FIRST_CRYPTO
@@ -294,6 +330,33 @@ def rule_codepoint(j: Judged) -> Diagnosis | None:
         f"hello works. {'; '.join(_said(r) for r in bad)}",
         evidence=j.evidence(*bad),
         details={"codepoints": names},
+    )
+
+
+def rule_sigalg_codepoint(j: Judged) -> Diagnosis | None:
+    bad = [r for r in (*j.with_prefix("sigalg/"), *j.with_prefix("sigalg-cert/")) if r.verdict == model.FAIL]
+    if not bad:
+        return None
+    ids = {r.spec.id for r in bad}
+    extensions = sorted({"signature_algorithms_cert" if r.spec.id.startswith("sigalg-cert/")
+                         else "signature_algorithms" for r in bad})
+    single = [scheme for scheme in MLDSA_SCHEMES if f"sigalg/{scheme}" in ids]
+    tried_single = [scheme for scheme in MLDSA_SCHEMES if j.get(f"sigalg/{scheme}") is not None]
+    if single:
+        which = ", ".join(single)
+    elif tried_single:
+        which = "mldsa44, mldsa65 and mldsa87 together (none of them alone)"
+    else:
+        which = "the ML-DSA schemes"
+    how = "with a TLS alert" if any(r.outcome.kind == model.ALERT for r in bad) else \
+        f"at the TCP level ({bad[0].outcome.kind})"
+    return Diagnosis(
+        "sigalg-codepoint",
+        f"The path refuses hellos that name ML-DSA signature schemes ({which}) in {' and '.join(extensions)}, "
+        f"{how}, while the same-size classical hello works: an inspection signature keyed on the codepoints, not "
+        f"a size or a split (Go 1.26 clients met one in 2026). {'; '.join(_said(r) for r in bad)}",
+        evidence=j.evidence(*bad),
+        details={"schemes": single or list(MLDSA_SCHEMES), "extensions": extensions},
     )
 
 
@@ -451,12 +514,64 @@ RULES: dict[str, Callable[[Judged], Diagnosis | None]] = {
     "multi-record": rule_multi_record,
     "sni-offset": rule_sni_offset,
     "codepoint": rule_codepoint,
+    "sigalg-codepoint": rule_sigalg_codepoint,
     "size-threshold": rule_size_threshold,
     "pmtu-blackhole": rule_pmtu_blackhole,
     "early-verdict": rule_early_verdict,
     "hrr": rule_hrr,
     "quic-multi-initial": rule_quic_multi_initial,
 }
+
+
+# --- workarounds ------------------------------------------------------------------------------------
+# For each diagnosis: what would avoid it, and the probes whose passing shows, on this path, that it does.
+
+_HRR_ROUTE = ("hrr/classical-first",)
+WORKAROUNDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "split-segments": ("advertise X25519MLKEM768 without its share and send an X25519 share (a small first hello; "
+                       "the server asks for the hybrid share by HelloRetryRequest), for gear that reads only the first "
+                       "hello; or fix the gear to reassemble (HAProxy: tcp-request inspect-delay with a content rule)",
+                       _HRR_ROUTE),
+    "early-verdict": ("advertise X25519MLKEM768 without its share (HelloRetryRequest): the first hello stays in one "
+                      "segment, and the rule judges only the first", _HRR_ROUTE),
+    "multi-record": ("send the hello in one TLS record (every mainstream client does; a library that cuts records "
+                     "small should not)", (SNI_LAST_CONTROL,)),
+    "sni-offset": ("put server_name early in the hello (OpenSSL and Go do; Chrome shuffles), or raise the gear's "
+                   "peek buffer", (f"pq/sni-end@{SNI_PEEK - 24}",)),
+    "tiny-first-segment": ("write the hello in one piece (any normal client does)", (PQ_CONTROL,)),
+    "codepoint": ("a classical-only hello gets through (or inspect in proxy mode instead of flow mode, FortiGate)",
+                  (CODEPOINT_CONTROL,)),
+    "sigalg-codepoint": ("leave ML-DSA out of signature_algorithms (pqproxy's client does unless an ML-DSA key is "
+                         "in sight; Go 1.26 added a switch for it, golang/go #81199)", (SIGALG_WITHOUT_MLDSA,)),
+    "size-threshold": ("keep the hello under the threshold (one key share; no padding), or raise the gear's buffer "
+                       "(nginx ssl_preread and Envoy's tls_inspector take 16 KiB)", ()),
+    "pmtu-blackhole": ("clamp the TCP MSS on the tunnel (iptables -j TCPMSS --clamp-mss-to-pmtu) or lower the MTU: "
+                       "the same hello in small segments gets through", ("pq/small-writes",)),
+    "hrr": ("send the hybrid key share in the first hello (no HelloRetryRequest)", (PQ_CONTROL,)),
+    "quic-multi-initial": ("browsers fall back to TCP by themselves; a hello in one Initial gets through where the "
+                           "path MTU allows", (QUIC_PQ_CONTROL,)),
+}
+
+
+def add_workaround(d: Diagnosis, j: Judged) -> None:
+    text, probes = WORKAROUNDS.get(d.id, ("", ()))
+    d.workaround = text
+    if d.id == "size-threshold" and d.details.get("largest_passing"):
+        passing = j.get(f"size/{d.details['largest_passing']}")
+        probes = (passing.spec.id,) if passing is not None else ()
+        d.workaround = f"keep the hello under {d.threshold} bytes (one key share, no padding), or " + \
+            text.split(", or ", 1)[1]
+    present = [p for p in probes if j.get(p) is not None]
+    if not present:
+        d.workaround_checked = None
+        return
+    d.workaround_evidence = present
+    route = [j.get(p) for p in present]
+    ok = all(r is not None and r.verdict == model.PASS for r in route)
+    if ok and d.id in ("split-segments", "early-verdict"):
+        # The HelloRetryRequest route only proves something if the server did retry into the hybrid group.
+        ok = all(r is not None and r.outcome.hello_retry for r in route)
+    d.workaround_checked = ok
 
 
 def diagnose(results: list[ProbeResult], checks: Iterable[str]) -> list[Diagnosis]:
@@ -469,5 +584,6 @@ def diagnose(results: list[ProbeResult], checks: Iterable[str]) -> list[Diagnosi
             continue
         found = rule(judged)
         if found is not None:
+            add_workaround(found, judged)
             out.append(found)
     return out

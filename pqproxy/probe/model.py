@@ -133,6 +133,11 @@ class Diagnosis:
     threshold: int | None = None  # size-threshold: the smallest failing handshake size found
     hop: str | None = None  # pmtu-blackhole: the address of the hop where large segments die
     details: dict[str, Any] = field(default_factory=dict)
+    # What would avoid it, and whether a probe of this run showed that it does: True (the probe in
+    # workaround_evidence passed), False (it failed too), None (no probe of this run tells).
+    workaround: str = ""
+    workaround_checked: bool | None = None
+    workaround_evidence: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -146,6 +151,10 @@ class Readiness:
     certificate_signature: str | None = None
     signature_scheme: str | None = None
     pq_signature: bool = False
+    # Offered only ML-DSA signature schemes: True, it signed with one (mldsa_scheme); False, it refused
+    # (handshake_failure); None, no answer to tell.
+    mldsa_signing: bool | None = None
+    mldsa_scheme: str | None = None
 
 
 @dataclass
@@ -223,5 +232,5 @@ class RunReport:
 # The catalogue's ids (REFERENCE.md §3), in the order reports list them.
 DIAGNOSIS_IDS = (
     "split-segments", "sni-offset", "tiny-first-segment", "multi-record", "early-verdict", "codepoint",
-    "size-threshold", "pmtu-blackhole", "hrr", "quic-multi-initial",
+    "sigalg-codepoint", "size-threshold", "pmtu-blackhole", "hrr", "quic-multi-initial",
 )

@@ -32,7 +32,7 @@ from ..tls.codepoints import (
     SignatureScheme,
     is_grease,
 )
-from ..tls.config import DEFAULT_SIGNATURE_SCHEMES
+from ..tls.config import CLASSICAL_SIGNATURE_SCHEMES, DEFAULT_SIGNATURE_SCHEMES
 from ..tls.groups import ClientKeyShare, group_by_name
 from ..tls.hello import HelloSpec, build_client_hello, pad_client_hello
 from ..tls.key_schedule import CIPHER_SUITES, DEFAULT_CIPHER_SUITES
@@ -77,7 +77,7 @@ class ProbeHello:
     key_shares: dict[int, ClientKeyShare] = field(default_factory=dict)
     groups: tuple[int, ...] = ()
     cipher_suites: tuple[int, ...] = DEFAULT_CIPHER_SUITES
-    signature_schemes: tuple[int, ...] = DEFAULT_SIGNATURE_SCHEMES
+    signature_schemes: tuple[int, ...] = CLASSICAL_SIGNATURE_SCHEMES
     server_name: str | None = None
     readable: bool = True  # we hold the private keys: the server's flight can be decrypted
     raw: bytes | None = None  # replay: the exact captured bytes
@@ -143,10 +143,30 @@ def profile_spec(name: str, server_name: str | None, options: dict[str, Any] | N
         spec = replace(spec, alpn=tuple(a.encode() for a in opts.pop("alpn")))
     if "seed" in opts:
         spec = replace(spec, shuffle_seed=int(opts.pop("seed")))
+    if "signature_schemes" in opts:
+        spec = replace(spec, signature_schemes=tuple(_scheme(s) for s in opts.pop("signature_schemes")))
+    if "signature_schemes_cert" in opts:
+        spec = replace(spec, signature_schemes_cert=tuple(_scheme(s) for s in opts.pop("signature_schemes_cert")))
+    if "without_signature_schemes" in opts:
+        dropped = {_scheme(s) for s in opts.pop("without_signature_schemes")}
+        spec = replace(spec, signature_schemes=tuple(s for s in spec.signature_schemes if s not in dropped))
     if opts:
-        raise ValueError(f"profile {name}: unknown option(s) {', '.join(sorted(opts))} "
-                         "(known: groups, key_shares, alpn, seed, sni_end, sni_position)")
+        raise ValueError(f"profile {name}: unknown option(s) {', '.join(sorted(opts))} (known: groups, key_shares, "
+                         "alpn, seed, signature_schemes, signature_schemes_cert, without_signature_schemes, sni_end, "
+                         "sni_position)")
     return spec
+
+
+def _scheme(value: int | str) -> int:
+    """A SignatureScheme by its IANA name ("mldsa65") or number ("0x0905", 2309)."""
+    if isinstance(value, int):
+        return value
+    if value.lower().startswith("0x"):
+        return int(value, 16)
+    try:
+        return int(SignatureScheme[value])
+    except KeyError:
+        raise ValueError(f"unknown signature scheme {value!r}") from None
 
 
 def _group(value: int | str) -> int:

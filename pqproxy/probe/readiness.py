@@ -3,7 +3,8 @@
 - accepted groups: offered alone (with a share), the server answered with a ServerHello for it;
 - preference: offered classical first with shares for X25519, X25519MLKEM768 and MLKEM768, what it chose;
 - HRR into a hybrid: offered only an X25519 share, did it ask for a hybrid share instead;
-- authentication: the certificate's signature algorithm and the CertificateVerify scheme it used.
+- authentication: the certificate's signature algorithm and the CertificateVerify scheme it used, and whether it
+  can sign with ML-DSA at all (offered only mldsa44/65/87: a CertificateVerify with one, or handshake_failure).
 
 Verdicts: ``pq-ready`` (accepts a hybrid group and chooses post-quantum when the client offers both),
 ``pq-capable`` (accepts one, but prefers classical when given the choice), ``not-pq-ready`` (no
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from ..tls.groups import GROUPS
 from . import model
-from .checks import READINESS_GROUPS
+from .checks import READINESS_GROUPS, READY_MLDSA
 from .model import ProbeResult, Readiness
 
 _PQ_NAMES = {g.name for g in GROUPS.values() if g.post_quantum}
@@ -76,11 +77,28 @@ def assess(results: list[ProbeResult]) -> Readiness | None:
         summary = f"accepts {', '.join(g for g in accepted if g in _PQ_NAMES)} but prefers {preferred or 'classical'}"
     if cert_sig:
         summary += f"; certificate signed with {cert_sig}" + (" (post-quantum)" if pq_sig else " (classical)")
+    mldsa_signing, mldsa_scheme = _mldsa_signing(by_id.get(READY_MLDSA))
+    if mldsa_signing is not None:
+        summary += (f"; signs with ML-DSA when asked ({mldsa_scheme})" if mldsa_signing
+                    else "; cannot sign with ML-DSA")
     return Readiness(
         verdict=verdict, summary=summary, accepted_groups=accepted, rejected_groups=rejected,
         preferred_group=preferred, hrr_to_hybrid=hrr_to_hybrid, certificate_signature=cert_sig,
-        signature_scheme=scheme, pq_signature=pq_sig,
+        signature_scheme=scheme, pq_signature=pq_sig, mldsa_signing=mldsa_signing, mldsa_scheme=mldsa_scheme,
     )
+
+
+def _mldsa_signing(r: ProbeResult | None) -> tuple[bool | None, str | None]:
+    """Offered only ML-DSA schemes: a ServerHello whose CertificateVerify used one is a yes, an alert is a no
+    (handshake_failure: no scheme in common), anything else (no answer, an unreadable flight) tells nothing."""
+    if r is None:
+        return None, None
+    for o in r.attempts:
+        if o.kind == model.SERVER_HELLO and o.signature_scheme and o.signature_scheme.startswith("mldsa"):
+            return True, o.signature_scheme
+    if any(o.kind == model.ALERT for o in r.attempts):
+        return False, None
+    return None, None
 
 
 def _chosen(r: ProbeResult | None) -> str | None:

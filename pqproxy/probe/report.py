@@ -73,6 +73,17 @@ def _diagnosis_for(t: TargetReport, probe_id: str) -> Diagnosis | None:
     return next((d for d in t.diagnoses if probe_id in d.evidence), None)
 
 
+def workaround_text(d: Diagnosis) -> str:
+    """What would avoid the breakage, and whether this run showed it does."""
+    if not d.workaround:
+        return ""
+    if d.workaround_checked is True:
+        return f"{d.workaround} (checked: {', '.join(d.workaround_evidence)} passed on this path)"
+    if d.workaround_checked is False:
+        return f"{d.workaround} (tried: {', '.join(d.workaround_evidence)} failed on this path too)"
+    return f"{d.workaround} (not checked by this run)"
+
+
 def _diagnosis_facts(d: Diagnosis) -> list[str]:
     facts = []
     if d.evidence:
@@ -99,6 +110,8 @@ def _readiness_facts(t: TargetReport) -> list[str]:
         facts.append("asks for the hybrid share by HRR" if r.hrr_to_hybrid else "no HRR to the hybrid share")
     if r.certificate_signature:
         facts.append(f"certificate signed with {r.certificate_signature}" + (" (PQ)" if r.pq_signature else ""))
+    if r.mldsa_signing is not None:
+        facts.append(f"signs with ML-DSA ({r.mldsa_scheme})" if r.mldsa_signing else "cannot sign with ML-DSA")
     return facts
 
 
@@ -120,8 +133,13 @@ def render_terminal(report: RunReport, console: Console, baseline: RunReport | N
     """Print the report: per target a header, the probe table and the diagnoses; then one line per target.
 
     With ``baseline`` (the report :func:`apply_baseline` compared with), probes that fail now and were
-    not in the baseline at all are listed as "new failures" next to the regressions.
+    not in the baseline at all are listed as "new failures" next to the regressions. Without a terminal (a
+    pipe, a CI log) a table would be cut at 80 columns and wrap into fragments: ``render_lines`` prints the
+    same facts one line each instead.
     """
+    if not console.is_terminal:
+        render_lines(report, console, baseline)
+        return
     console.print(Text.assemble(("pqproxy probe", "bold"), f"  suite {report.suite} · {report.started} · "
                                 f"pqproxy {report.version}"), highlight=False)
     regressions = set(report.regressions)
@@ -145,6 +163,50 @@ def render_terminal(report: RunReport, console: Console, baseline: RunReport | N
             console.print(Text(f"{len(fresh)} new failure(s) (probes not in the baseline):", style="yellow"))
             for key in fresh:
                 console.print(Text("  " + key, style="yellow"), highlight=False)
+
+
+def render_lines(report: RunReport, console: Console, baseline: RunReport | None = None) -> None:
+    """The report for logs: one line per probe, per diagnosis and per target, every line whole (never wrapped or
+    cut), each led by the target so that ``grep`` finds all of one target's lines. Plain text, no styles."""
+    regressions = set(report.regressions)
+
+    def say(text: str) -> None:
+        console.print(Text(text), soft_wrap=True, highlight=False, markup=False, crop=False)
+
+    say(f"pqproxy probe suite={report.suite} started={report.started} version={report.version}")
+    for t in report.targets:
+        if not t.reachable:
+            say(f"{t.target} UNREACHABLE {t.error or ''}".rstrip())
+        if t.readiness is not None:
+            say(f"{t.target} readiness {t.readiness.verdict}: {t.readiness.summary}")
+        for r in t.results:
+            shown = _verdict(t, r)
+            line = (f"{t.target} probe {r.spec.id} {shown.upper()} profile={r.spec.profile} delivery={r.spec.delivery} "
+                    f"hello={r.hello_size or '-'} outcome={_describe(r)}")
+            if r.reason and r.verdict != PASS:
+                line += f" reason={r.reason}"
+            if _regression_key(t.target, r.spec.id) in regressions:
+                line += " REGRESSION"
+            say(line)
+        for d in t.diagnoses:
+            say(f"{t.target} DIAGNOSIS {d.id}: {d.summary}")
+            facts = _diagnosis_facts(d)
+            if facts:
+                say(f"{t.target} DIAGNOSIS {d.id} {'; '.join(facts)}")
+            if d.workaround:
+                say(f"{t.target} WORKAROUND {d.id}: {workaround_text(d)}")
+        if t.reachable and not t.diagnoses:
+            say(f"{t.target} " + ("failing probes, but no known breakage pattern matched" if t.failed_probes()
+                                  else "no breakage found"))
+    for t in report.targets:
+        say("SUMMARY " + _summary_line(t).plain)
+    for key in report.regressions:
+        say(f"REGRESSION {key}")
+    if baseline is not None:
+        if not report.regressions:
+            say("no regressions against the baseline")
+        for key in new_failures(report, baseline):
+            say(f"NEW FAILURE {key}")
 
 
 def _render_target(t: TargetReport, console: Console, regressions: set[str]) -> None:
@@ -196,6 +258,8 @@ def _render_target(t: TargetReport, console: Console, regressions: set[str]) -> 
             facts = _diagnosis_facts(d)
             if facts:
                 console.print(Text("    " + "; ".join(facts), style="dim"), highlight=False)
+            if d.workaround:
+                console.print(Text("    workaround: " + workaround_text(d), style="cyan"), highlight=False)
     elif t.failed_probes():
         console.print(Text("  failing probes, but no known breakage pattern matched", style="yellow"))
     else:
@@ -458,7 +522,9 @@ def junit_tree(report: RunReport) -> ET.ElementTree:
                 _junit_probe(suite, classname, t, r, _regression_key(t.target, r.spec.id) in regressions)
             for d in t.diagnoses:
                 case = suite.case(classname, f"diagnosis:{d.id}")
-                suite.fail(case, d.summary, d.id, "\n".join([d.summary, *_diagnosis_facts(d)]))
+                suite.fail(case, d.summary, d.id, "\n".join([d.summary, *_diagnosis_facts(d),
+                                                             *(["workaround: " + workaround_text(d)] if d.workaround
+                                                               else [])]))
             _junit_readiness(suite, classname, t)
         seconds = t.duration_s if isinstance(t.duration_s, int | float) and math.isfinite(t.duration_s) else 0.0
         element.set("tests", str(suite.tests))

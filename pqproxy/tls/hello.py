@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .codepoints import GREASE_VALUES, TLS13, ExtensionType, PskKeyExchangeMode
-from .config import DEFAULT_SIGNATURE_SCHEMES
+from .config import CLASSICAL_SIGNATURE_SCHEMES
 from .extensions import (
     KeyShareClientHello,
     KeyShareEntry,
@@ -43,7 +43,10 @@ class HelloSpec:
     # Groups to send a share for: a group code (generated here when we implement it, otherwise random
     # bytes of ``opaque_share_len``), or (code, raw bytes) for an exact share.
     key_shares: Sequence[int | tuple[int, bytes]] = (0x11EC, 0x001D)
-    signature_schemes: Sequence[int] = DEFAULT_SIGNATURE_SCHEMES
+    # No ML-DSA unless asked for: a hello that names nothing post-quantum in its signatures is what the probe's
+    # controls need (an IPS keys on ML-DSA codepoints alone: REFERENCE.md §4).
+    signature_schemes: Sequence[int] = CLASSICAL_SIGNATURE_SCHEMES
+    signature_schemes_cert: Sequence[int] | None = None  # signature_algorithms_cert (RFC 8446 §4.2.3), if any
     alpn: Sequence[bytes] = ()
     versions: Sequence[int] = (TLS13,)
     grease: bool = False
@@ -108,6 +111,9 @@ def build_client_hello(spec: HelloSpec) -> BuiltHello:
         extensions.append(ext(ExtensionType.server_name, ServerNameList.for_host(spec.server_name)))
     extensions.append(ext(ExtensionType.supported_groups, NamedGroupList(groups)))
     extensions.append(ext(ExtensionType.signature_algorithms, SignatureSchemeList(list(spec.signature_schemes))))
+    if spec.signature_schemes_cert is not None:
+        extensions.append(ext(ExtensionType.signature_algorithms_cert,
+                              SignatureSchemeList(list(spec.signature_schemes_cert))))
     if spec.alpn:
         extensions.append(ext(ExtensionType.application_layer_protocol_negotiation, ProtocolNameList(list(spec.alpn))))
     extensions.append(ext(ExtensionType.supported_versions, SupportedVersionsClient(versions)))
