@@ -11,8 +11,9 @@ tells a misrouted connection from a good one).
 - ``openssl35``: OpenSSL 3.5's default client (Node 26): X25519MLKEM768 + X25519 shares, no GREASE.
 - ``classical``: an X25519 share only; the control for codepoint and size questions.
 - ``mlkem1024``: the largest standard shares: MLKEM1024 (1568 bytes) and SecP384r1MLKEM1024.
-- ``replay:NAME``: the exact hello captured in ``captures/NAME.pcap`` (or any pcap path). Its private
-  keys are unknown, so the probe reads the ServerHello but not the certificate.
+- ``replay:NAME``: the hello captured in ``captures/NAME.pcap`` (or any pcap path), byte for byte but for the
+  server_name, which becomes the target's (the capture's own would be routed elsewhere). Its private keys are
+  unknown, so the probe reads the ServerHello but not the certificate.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,8 @@ from ..tls.key_schedule import CIPHER_SUITES, DEFAULT_CIPHER_SUITES
 from ..tls.messages import ClientHello, Extension
 
 PROFILES = ("chrome", "openssl35", "classical", "mlkem1024", "replay")
-CAPTURES_DIR = Path(__file__).resolve().parents[2] / "captures"
+# captures/ ships inside the package as pqproxy/probe/pcaps (a link in a checkout, files in a wheel).
+CAPTURES_DIR = Path(str(resources.files("pqproxy.probe") / "pcaps"))
 
 # Offsets in the TCP stream of one hello in one record: record header, handshake header, then the body.
 RECORD_HEADER = 5
@@ -215,7 +218,7 @@ def build_probe_hello(profile: str, server_name: str | None, *, size: int | None
     if profile.startswith("replay"):
         if opts:
             raise ValueError(f"the replay profile takes no options but sni_end and sni_position, not {sorted(opts)}")
-        return _replay(profile, size, sni_end, sni_position)
+        return _replay(profile, server_name, size, sni_end, sni_position)
     spec = profile_spec(profile, server_name, opts)
     built = build_client_hello(spec)
     hello = built.hello
@@ -285,7 +288,8 @@ def _place(hello: ClientHello, sni_end: int | None, sni_position: str | None) ->
         hello.extensions = sni + rest if sni_position == "first" else rest + sni
 
 
-def _replay(profile: str, size: int | None, sni_end: int | None, sni_position: str | None) -> ProbeHello:
+def _replay(profile: str, server_name: str | None, size: int | None, sni_end: int | None,
+            sni_position: str | None) -> ProbeHello:
     from .pcap import load_client_hello
 
     _, _, name = profile.partition(":")
@@ -296,6 +300,8 @@ def _replay(profile: str, size: int | None, sni_end: int | None, sni_position: s
         path = CAPTURES_DIR / f"{name}.pcap"
     raw = load_client_hello(path)
     hello = ClientHello.decode(raw[HANDSHAKE_HEADER:])
+    if server_name and _rename(hello, server_name):
+        raw = hello.encode()  # the capture's own name (pqproxy.test) would be routed elsewhere by a real path
     if size is not None or sni_end is not None or sni_position is not None:
         _place(hello, sni_end, sni_position)
         if size is not None:
@@ -305,6 +311,17 @@ def _replay(profile: str, size: int | None, sni_end: int | None, sni_position: s
     return ProbeHello(hello=hello, groups=groups,
                       cipher_suites=tuple(s for s in hello.cipher_suites if s in CIPHER_SUITES),
                       signature_schemes=tuple(DEFAULT_SIGNATURE_SCHEMES), server_name=None, readable=False, raw=raw)
+
+
+def _rename(hello: ClientHello, server_name: str) -> bool:
+    """Put ``server_name`` in the captured hello's server_name extension, where it was; False if it has none."""
+    from ..tls.extensions import ServerNameList
+
+    for index, e in enumerate(hello.extensions):
+        if e.type == ExtensionType.server_name:
+            hello.extensions[index] = Extension(e.type, ServerNameList.for_host(server_name).encode())
+            return True
+    return False
 
 
 def _offered_groups(hello: ClientHello) -> tuple[int, ...]:
