@@ -26,7 +26,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import CookedLinux, Ether
 from scapy.packet import Packet, Padding, Raw
 
-from pqproxy.probe import pcap
+from pqproxy.probe import captures, go_hello, pcap
 from pqproxy.probe.captures import CLIENTS, MANIFEST, README, render_table, table_in
 from pqproxy.probe.pcap import (
     load_client_hello,
@@ -35,16 +35,26 @@ from pqproxy.probe.pcap import (
     trim_to_first_connection,
     write_pcap,
 )
-from pqproxy.tls.codepoints import POST_QUANTUM_GROUPS, ExtensionType, NamedGroup
-from pqproxy.tls.extensions import KeyShareClientHello, NamedGroupList
+from pqproxy.probe.profiles import build_probe_hello
+from pqproxy.tls.codepoints import POST_QUANTUM_GROUPS, ExtensionType, NamedGroup, is_grease
+from pqproxy.tls.extensions import (
+    KeyShareClientHello,
+    KeyShareServerHello,
+    NamedGroupList,
+    SignatureSchemeList,
+    SupportedVersionsServer,
+)
 from pqproxy.tls.groups import DEFAULT_GROUPS, group_name
 from pqproxy.tls.hello import HelloSpec, build_client_hello, client_hello_records
-from pqproxy.tls.messages import ClientHello, Extension
+from pqproxy.tls.messages import ClientHello, Extension, ServerHello
+from pqproxy.tls.server import TLSServer
+from tests.tls_helpers import DevPKI, handshake_messages, parse_records, server_config, server_hello_of
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 SNI = "pqproxy.test"
 X25519MLKEM768 = int(NamedGroup.X25519MLKEM768)
 X25519 = int(NamedGroup.x25519)
+MLDSA = {0x0904, 0x0905, 0x0906}  # draft-ietf-tls-mldsa: mldsa44, mldsa65, mldsa87
 
 # -- the committed captures -------------------------------------------------------------------------------
 
@@ -55,6 +65,14 @@ def _first(name: str) -> pcap.CapturedHello:
     return hellos[0]
 
 
+def _extension(message: bytes, ext_type: int) -> bytes:
+    return next(e.data for e in ClientHello.decode(message[4:]).extensions if e.type == ext_type)
+
+
+def _schemes(message: bytes, ext_type: int = ExtensionType.signature_algorithms) -> list[int]:
+    return SignatureSchemeList.decode(_extension(message, ext_type)).schemes
+
+
 def _groups_and_shares(message: bytes) -> tuple[list[int], list[tuple[int, int]]]:
     hello = ClientHello.decode(message[4:])
     by_type = {e.type: e.data for e in hello.extensions}
@@ -63,7 +81,7 @@ def _groups_and_shares(message: bytes) -> tuple[list[int], list[tuple[int, int]]
     return groups, [(s.group, len(s.key_exchange)) for s in shares]
 
 
-def test_the_four_captures_are_there_and_each_holds_one_connection_with_one_hello() -> None:
+def test_the_captures_are_there_and_each_holds_one_connection_with_one_hello() -> None:
     files = sorted(p.name for p in CAPTURES.glob("*.pcap"))
     assert files == sorted(c.file for c in CLIENTS)
     manifest = json.loads((CAPTURES / MANIFEST).read_text())
@@ -118,6 +136,184 @@ def test_classical_hello_has_no_post_quantum_group_and_is_small() -> None:
     assert len(hello.message) < 600  # REFERENCE.md §1: a classical hello is about 250-600 bytes
     node = _first("node26-openssl35.pcap")
     assert len(node.message) - len(hello.message) > 1184  # the ML-KEM-768 key is the difference
+
+
+# -- Firefox ESR (captured) --------------------------------------------------------------------------------
+
+
+def test_firefox_esr_offers_x25519mlkem768_by_default_with_three_shares() -> None:
+    hello = _first("firefox-esr.pcap")
+    facts = summarise(hello)
+    client = json.loads((CAPTURES / MANIFEST).read_text())["firefox-esr.pcap"]["client"]
+    assert client.startswith("Mozilla Firefox 153.8.0esr") and "firefox-esr" in client
+    # Debian's Firefox ESR 153, no pref touched: the hybrid first, then classical and FFDHE; three shares.
+    assert facts["supported_groups"] == ["X25519MLKEM768", "X25519", "secp256r1", "secp384r1", "secp521r1",
+                                         "ffdhe2048", "ffdhe3072"]
+    assert facts["key_shares"] == [("X25519MLKEM768", 1216), ("X25519", 32), ("secp256r1", 65)]
+    assert facts["size"] == 1890 and facts["records"] == 1 and facts["record_bytes"] == 1895
+    assert facts["supported_versions"] == ["TLS1.3", "TLS1.2"]
+    assert facts["alpn"] == ["h2", "http/1.1"]
+    assert not facts["grease"]  # NSS sends no GREASE values
+    assert len(hello.decode().legacy_session_id) == 32
+
+
+def test_firefox_esr_signature_schemes_name_no_ml_dsa() -> None:
+    message = _first("firefox-esr.pcap").message
+    assert _schemes(message) == [0x0403, 0x0503, 0x0603, 0x0804, 0x0805, 0x0806, 0x0401, 0x0501, 0x0601,
+                                 0x0203, 0x0201]
+    assert not MLDSA & set(_schemes(message))
+    # delegated_credentials (RFC 9345, 0x0022): ECDSA and the SHA-1 one, no ML-DSA either
+    assert SignatureSchemeList.decode(_extension(message, 0x0022)).schemes == [0x0403, 0x0503, 0x0603, 0x0203]
+
+
+def test_firefox_esr_extensions_and_suites() -> None:
+    hello = _first("firefox-esr.pcap")
+    facts = summarise(hello)
+    assert facts["extensions"] == [
+        "server_name", "extended_master_secret", "renegotiation_info", "supported_groups", "ec_point_formats",
+        "session_ticket", "application_layer_protocol_negotiation", "status_request", "0x0022",
+        "signed_certificate_timestamp", "key_share", "supported_versions", "signature_algorithms",
+        "psk_key_exchange_modes", "record_size_limit", "compress_certificate", "encrypted_client_hello",
+    ]
+    assert hello.decode().cipher_suites[:3] == [0x1301, 0x1303, 0x1302]  # NSS puts ChaCha20 second
+    assert facts["cipher_suites"] == 16
+    assert _extension(hello.message, ExtensionType.record_size_limit) == (2**14 + 1).to_bytes(2, "big")
+    ech = _extension(hello.message, ExtensionType.encrypted_client_hello)
+    assert ech[0] == 0 and len(ech) == 281  # an outer ECH (GREASE: no ECH config was known for pqproxy.test)
+
+
+# -- Go 1.26 (built from source, not captured) --------------------------------------------------------------
+
+
+def test_go126_is_marked_as_built_not_captured() -> None:
+    entry = json.loads((CAPTURES / MANIFEST).read_text())["go126.pcap"]
+    assert "not captured" in entry["client"] and "Go 1.26" in entry["client"]
+    assert "NOT CAPTURED" in entry["how"]
+    assert "handshake_client.go" in entry["source"] and "defaults.go" in entry["source"]
+    assert "built from Go 1.26 source defaults, not captured" in (CAPTURES / README).read_text()
+
+
+def test_go126_offers_the_go_126_groups_and_two_shares_from_one_x25519_key() -> None:
+    hello = _first("go126.pcap")
+    facts = summarise(hello)
+    assert facts["supported_groups"] == ["X25519MLKEM768", "SecP256r1MLKEM768", "SecP384r1MLKEM1024", "X25519",
+                                         "secp256r1", "secp384r1", "secp521r1"]
+    assert facts["key_shares"] == [("X25519MLKEM768", 1216), ("X25519", 32)]
+    shares = KeyShareClientHello.decode(_extension(hello.message, ExtensionType.key_share)).client_shares
+    assert shares[0].key_exchange[1184:] == shares[1].key_exchange  # the hybrid's X25519 key, reused
+    assert facts["size"] == 1499 and facts["record_bytes"] == 1504 and facts["records"] == 1
+    assert facts["supported_versions"] == ["TLS1.3", "TLS1.2"]
+
+
+def test_go126_suites_schemes_and_extensions_are_the_documented_defaults() -> None:
+    hello = _first("go126.pcap")
+    decoded = hello.decode()
+    facts = summarise(hello)
+    assert decoded.cipher_suites == [0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8, 0xC009, 0xC013, 0xC00A,
+                                     0xC014, 0x1301, 0x1302, 0x1303]
+    assert list(go_hello.CIPHER_SUITES) == decoded.cipher_suites
+    assert _schemes(hello.message) == [0x0804, 0x0403, 0x0807, 0x0805, 0x0806, 0x0401, 0x0501, 0x0601, 0x0503,
+                                       0x0603]
+    assert _schemes(hello.message, ExtensionType.signature_algorithms_cert) == [*_schemes(hello.message),
+                                                                               0x0201, 0x0203]
+    # Go 1.26 names no ML-DSA scheme: that is Go 1.27 (golang/go#78888, #81199), whatever REFERENCE.md §4 says.
+    assert not MLDSA & set(_schemes(hello.message))
+    assert not MLDSA & set(_schemes(hello.message, ExtensionType.signature_algorithms_cert))
+    assert not facts["grease"]
+    assert not any(is_grease(e.type) for e in decoded.extensions)
+    assert facts["extensions"] == [
+        "server_name", "ec_point_formats", "renegotiation_info", "extended_master_secret",
+        "signed_certificate_timestamp", "status_request", "supported_groups", "signature_algorithms",
+        "signature_algorithms_cert", "supported_versions", "key_share",
+    ]  # no session_ticket, psk_key_exchange_modes or ALPN: tls.Dial has no session cache and no NextProtos
+    assert decoded.legacy_version == 0x0303 and decoded.legacy_compression_methods == b"\x00"
+    assert len(decoded.legacy_session_id) == 32
+    assert _extension(hello.message, ExtensionType.status_request) == b"\x01\x00\x00\x00\x00"
+    assert _extension(hello.message, ExtensionType.ec_point_formats) == b"\x01\x00"
+
+
+def test_go126_capture_is_what_go_hello_builds() -> None:
+    captured = _first("go126.pcap").decode()
+    built = go_hello.build_go126_client_hello(SNI).hello
+    assert [e.type for e in built.extensions] == [e.type for e in captured.extensions]
+    for ours, theirs in zip(built.extensions, captured.extensions, strict=True):
+        if ours.type != ExtensionType.key_share:
+            assert ours.data == theirs.data, ours.type
+    assert built.cipher_suites == captured.cipher_suites
+    assert len(built.encode()) == len(captured.encode())
+    with_alpn = go_hello.build_go126_client_hello(SNI, alpn=("h2", "http/1.1")).hello
+    types = [e.type for e in with_alpn.extensions]
+    assert types.index(ExtensionType.application_layer_protocol_negotiation) == types.index(
+        ExtensionType.signature_algorithms_cert) + 1  # where marshalMsg puts it
+
+
+def test_go126_records_use_the_tls10_record_version() -> None:
+    records = go_hello.build_go126_client_hello(SNI).records()
+    assert records[:3] == b"\x16\x03\x01" and len(records) == 1504
+
+
+def test_pqproxy_server_engine_answers_the_built_go_hello_with_x25519mlkem768(pki: DevPKI) -> None:
+    built = go_hello.build_go126_client_hello("localhost")
+    server = TLSServer(server_config(pki))
+    server.receive_data(built.records())
+    server_hello, _ = server_hello_of(server.data_to_send())
+    by_type = {e.type: e.data for e in server_hello.extensions}
+    assert SupportedVersionsServer.decode(by_type[ExtensionType.supported_versions]).selected_version == 0x0304
+    share = KeyShareServerHello.decode(by_type[ExtensionType.key_share]).server_share
+    assert share.group == X25519MLKEM768 and len(share.key_exchange) == 1120
+    assert server_hello.cipher_suite == 0x1301  # the client's first TLS 1.3 suite
+    assert len(built.key_shares[X25519MLKEM768].finish(share.key_exchange)) == 64  # ML-KEM ss || X25519 ss
+
+
+def test_go126_file_holds_pqproxys_server_hello_for_x25519mlkem768() -> None:
+    from scapy.layers.inet import TCP
+    from scapy.utils import rdpcap
+
+    packets = rdpcap(str(CAPTURES / "go126.pcap"))
+    flight = b"".join(bytes(p[TCP].payload) for p in packets if p[TCP].sport == 443 and bytes(p[TCP].payload))
+    content_type, payload = parse_records(flight)[0]
+    (msg_type, body), *_ = handshake_messages(payload)
+    assert (content_type, msg_type) == (22, 2)
+    server_hello = ServerHello.decode(body)
+    key_share = next(e.data for e in server_hello.extensions if e.type == ExtensionType.key_share)
+    assert KeyShareServerHello.decode(key_share).server_share.group == X25519MLKEM768
+
+
+# -- the new captures as replay profiles and how they are made ------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["go126", "firefox-esr"])
+def test_new_captures_replay_byte_for_byte(name: str) -> None:
+    probe = build_probe_hello(f"replay:{name}", None)
+    assert probe.encode() == load_client_hello(CAPTURES / f"{name}.pcap")
+    assert not probe.readable  # replayed: the private keys are not in the file
+    assert X25519MLKEM768 in probe.groups
+
+
+def test_building_go126_needs_no_browser_server_or_root(tmp_path: Path) -> None:
+    manifest = captures.capture_all(tmp_path, ["go126"])
+    assert list(manifest) == ["go126.pcap"] and manifest["go126.pcap"]["source"] == go_hello.GO_SOURCES
+    [hello] = read_client_hellos(tmp_path / "go126.pcap")
+    assert summarise(hello)["key_shares"] == [("X25519MLKEM768", 1216), ("X25519", 32)]
+    assert "`go126.pcap`" in render_table(tmp_path)
+    with pytest.raises(captures.CaptureError, match="unknown client"):
+        captures.capture_all(tmp_path, ["netscape"])
+
+
+def test_a_missing_firefox_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PQPROXY_FIREFOX", raising=False)
+    monkeypatch.setattr(captures.shutil, "which", lambda name: None)
+    with pytest.raises(captures.CaptureError, match=r"apt-get install --no-install-recommends firefox-esr"):
+        captures.firefox_binary()
+
+
+def test_firefox_profile_keeps_tls_defaults_and_resolves_to_loopback(tmp_path: Path) -> None:
+    prefs = captures.FIREFOX_PREFS
+    assert prefs["network.dns.forceResolve"] == "127.0.0.1"
+    assert not [name for name in prefs if name.startswith(("security.tls.", "security.ssl", "network.http.http3"))]
+    assert prefs["network.captive-portal-service.enabled"] is False
+    assert prefs["network.connectivity-service.enabled"] is False
+    assert prefs["app.normandy.enabled"] is False and prefs["toolkit.telemetry.enabled"] is False
 
 
 def test_readme_table_is_what_the_files_say() -> None:

@@ -8,7 +8,15 @@ Theory of operation: one ``pqproxy server`` on 127.0.0.1 (a development certific
 the recording is then trimmed to the first TCP connection and checked to hold a ClientHello. Who made
 each file is written to ``manifest.json``, and the table in ``README.md`` (between the two markers) is
 rebuilt from the pcaps and the manifest by ``render_table``, so the README cannot drift from the files
-(tests/test_captures.py checks it). ``--table-only`` rebuilds just the table.
+(tests/test_captures.py checks it). ``--table-only`` rebuilds just the table; ``--only NAME`` (repeatable)
+remakes one file and keeps the others.
+
+The clients: headless Chromium and Firefox ESR (Debian packages, ``apt-get install chromium`` and
+``apt-get install --no-install-recommends firefox-esr``; Firefox is needed only here, not by the tests),
+Node.js 26 (``make peers``) and ``pqproxy client``. One file is BUILT, NOT CAPTURED: ``go126.pcap`` holds
+the hello that ``go_hello.py`` builds from Go 1.26's crypto/tls source (no Go 1.26 toolchain here) on a
+synthetic loopback connection, answered by pqproxy's own server engine in memory; ``manifest.json`` says so
+and names the Go source.
 
 Every wait is bounded; every process started here is stopped here; only loopback is used.
 """
@@ -35,6 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from .go_hello import GO_SOURCES
 from .pcap import read_client_hellos, summarise, trim_to_first_connection
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -430,7 +439,21 @@ def run_firefox(stack: Stack) -> str:
     if not loaded:
         tail = err.decode("utf-8", "replace").strip()[-2000:] if err else ""
         raise CaptureError(f"Firefox did not load the page through pqproxy (exit {proc.returncode}):\n{tail}")
-    return _version([binary, "--version"])
+    return _firefox_version(binary)
+
+
+def _firefox_version(binary: str) -> str:
+    """``Mozilla Firefox 153.8.0esr, build 20261117185949 (Debian firefox-esr 153.8.0esr-1~deb12u1)``."""
+    words = _version([binary, "--full-version"]).split()  # name, version, build ID, platform build ID
+    version = " ".join(words[:3]) + (f", build {words[3]}" if len(words) > 3 else "")
+    try:
+        package = subprocess.run(["dpkg-query", "-S", os.path.realpath(binary)], capture_output=True, text=True,
+                                 timeout=30).stdout.split(":")[0].strip()
+        deb = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True,
+                             timeout=30).stdout.strip() if package else ""
+    except (OSError, subprocess.SubprocessError):
+        deb = ""
+    return f"{version} (Debian {package} {deb})" if deb else version
 
 
 # One TLS connection with Node's defaults (or the given ecdhCurve), verifying the development CA; it prints
@@ -495,23 +518,128 @@ def run_pqproxy_client(stack: Stack) -> str:
     return f"pqproxy {__version__} client (this repository{backend})"
 
 
+# -- built, not captured: Go 1.26 ------------------------------------------------------------------------
+
+# The synthetic connection's endpoints and TCP details, as Linux on lo shows them in the real captures.
+_SYN_OPTIONS_MSS = 65495  # lo's MTU 65536 less 40 bytes of headers
+_WSCALE = 10
+_WINDOW = 65495
+_GO_SERVER_PORT = 443
+
+
+def _tcp_packets(client_port: int, server_port: int, client_data: bytes, server_data: bytes,
+                 start: float) -> list[Any]:
+    """One loopback connection as tcpdump on lo records it (Ethernet with zero MACs, IPv4 DF, TTL 64, TCP
+    timestamps): SYN, SYN-ACK, ACK, the client's bytes in one segment, the server's ACK, the server's bytes
+    in one segment and the client's ACK. It stops there, as a capture cut before the close."""
+    import secrets
+
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+
+    c_isn, s_isn = secrets.randbits(32), secrets.randbits(32)
+    c_ts, s_ts = secrets.randbits(31), secrets.randbits(31)
+    c_id = secrets.randbelow(60000)
+    s_id = 0
+    out: list[Any] = []
+    clock = start
+
+    def add(from_client: bool, flags: str, seq: int, ack: int, payload: bytes = b"", ms: float = 0.02) -> None:
+        nonlocal clock, c_id, s_id
+        clock += ms / 1000
+        src, dst = (client_port, server_port) if from_client else (server_port, client_port)
+        ts_val = (c_ts if from_client else s_ts) + int((clock - start) * 1000)
+        ts_ecr = 0 if flags == "S" else (s_ts if from_client else c_ts) + int((clock - start) * 1000)
+        if "S" in flags:
+            options: list[Any] = [("MSS", _SYN_OPTIONS_MSS), ("SAckOK", b""), ("Timestamp", (ts_val, ts_ecr)),
+                                  ("NOP", None), ("WScale", _WSCALE)]
+        else:
+            options = [("NOP", None), ("NOP", None), ("Timestamp", (ts_val, ts_ecr))]
+        ip_id = c_id if from_client else s_id
+        if from_client:
+            c_id += 1
+        elif flags != "SA":
+            s_id += 1
+        pkt = (Ether(src="00:00:00:00:00:00", dst="00:00:00:00:00:00")
+               / IP(src="127.0.0.1", dst="127.0.0.1", ttl=64, flags="DF", id=ip_id)
+               / TCP(sport=src, dport=dst, flags=flags, seq=seq % (1 << 32), ack=ack % (1 << 32),
+                     window=_WINDOW if "S" in flags else _WINDOW >> _WSCALE, options=options))
+        if payload:
+            pkt = pkt / Raw(payload)
+        pkt.time = clock
+        out.append(pkt)
+
+    c_seq, s_seq = c_isn + 1, s_isn + 1
+    add(True, "S", c_isn, 0)
+    add(False, "SA", s_isn, c_seq)
+    add(True, "A", c_seq, s_seq)
+    add(True, "PA", c_seq, s_seq, client_data, ms=2.0)  # Go builds the hello and its keys after connecting
+    c_seq += len(client_data)
+    add(False, "A", s_seq, c_seq)
+    if server_data:
+        add(False, "PA", s_seq, c_seq, server_data, ms=1.5)
+        s_seq += len(server_data)
+        add(True, "A", c_seq, s_seq)
+    return out
+
+
+def _pqproxy_server_flight(records: bytes) -> bytes:
+    """What pqproxy's own server engine (a development ECDSA certificate for pqproxy.test) sends back to
+    ``records``: its first flight, ServerHello in the clear then the encrypted rest."""
+    from ..certs import write_dev_pki
+    from ..tls.certificates import CertificateChain
+    from ..tls.config import TLSConfig
+    from ..tls.server import TLSServer
+
+    with tempfile.TemporaryDirectory(prefix="pqproxy-go126-") as tmp:
+        pki = write_dev_pki(Path(tmp), alg="ecdsa", names=(SNI, "127.0.0.1"))
+        server = TLSServer(TLSConfig(certificate_chain=CertificateChain.load(pki["server"], pki["server_key"])))
+    server.receive_data(records)
+    flight = server.data_to_send()
+    if not flight or flight[0] != 22:
+        raise CaptureError(f"pqproxy's server engine did not answer the built Go hello: {flight[:8]!r}")
+    return flight
+
+
+def build_go126(path: Path) -> str:
+    """Write ``path``: the Go 1.26 default ClientHello built by ``go_hello`` (not captured) on a synthetic
+    loopback connection to 127.0.0.1:443, answered by pqproxy's server engine."""
+    import secrets
+
+    from .go_hello import GO_VERSION, build_go126_client_hello
+    from .pcap import write_pcap
+
+    records = build_go126_client_hello(SNI).records()
+    flight = _pqproxy_server_flight(records)
+    client_port = 32768 + secrets.randbelow(28232)  # Linux's ip_local_port_range, 32768-60999
+    write_pcap(path, _tcp_packets(client_port, _GO_SERVER_PORT, records, flight, time.time()))
+    return f"Go {GO_VERSION} crypto/tls, default tls.Dial (built from Go {GO_VERSION} source defaults, not captured)"
+
+
 @dataclass(frozen=True)
 class Client:
     file: str
     what: str  # how the hello was made, for the README
-    run: Callable[[Stack], str]  # makes one connection; returns the client's name and version
+    run: Callable[[Stack], str] | None = None  # captured: makes one connection; returns the client's name
+    build: Callable[[Path], str] | None = None  # built, not captured: writes the pcap; returns the client's name
+    source: str = ""  # for a built hello: the source it follows (manifest.json "source")
 
 
 CLIENTS: tuple[Client, ...] = (
     Client("chromium.pcap", "headless Chromium (Debian package) loading https://pqproxy.test/, default settings",
-           run_chromium),
-    Client("node26-openssl35.pcap", "Node.js 26 `tls.connect` with defaults (OpenSSL 3.5's default groups)", run_node),
+           run=run_chromium),
+    Client("node26-openssl35.pcap", "Node.js 26 `tls.connect` with defaults (OpenSSL 3.5's default groups)",
+           run=run_node),
     Client("pqproxy-client.pcap", "`pqproxy client` with default groups, a plain TCP client behind it",
-           run_pqproxy_client),
+           run=run_pqproxy_client),
     Client("classical.pcap", "Node.js 26 `tls.connect` with `ecdhCurve: 'X25519:P-256'`: no post-quantum group",
-           run_node_classical),
+           run=run_node_classical),
     Client("firefox-esr.pcap", "headless Firefox ESR (Debian's firefox-esr package) loading https://pqproxy.test/, "
-           "a fresh profile with background connections off, TLS settings at their defaults", run_firefox),
+           "a fresh profile with background connections off, TLS settings at their defaults", run=run_firefox),
+    Client("go126.pcap", "BUILT, NOT CAPTURED: the ClientHello of a default Go 1.26 `tls.Dial` built by "
+           "pqproxy/probe/go_hello.py from Go 1.26 crypto/tls source defaults, on a synthetic loopback TCP "
+           "connection, answered by pqproxy's server engine", build=build_go126, source=GO_SOURCES),
 )
 
 
@@ -587,11 +715,39 @@ def update_readme(directory: Path) -> Path:
 
 
 def capture_all(out: Path, only: Sequence[str] = ()) -> dict[str, dict[str, str]]:
-    from ..certs import write_dev_pki
-
     out.mkdir(parents=True, exist_ok=True)
+    known = {c.file.removesuffix(".pcap") for c in CLIENTS}
+    unknown = [name for name in only if name.removesuffix(".pcap") not in known]
+    if unknown:
+        raise CaptureError(f"unknown client(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     chosen = [c for c in CLIENTS if not only or c.file in only or c.file.removesuffix(".pcap") in only]
     manifest = _load_manifest(out)
+    captured = [c for c in chosen if c.run is not None]
+    if captured:
+        manifest.update(_capture(out, captured))
+    for client in chosen:
+        if client.build is None:
+            continue
+        name = client.build(out / client.file)
+        _check(out / client.file, name)
+        manifest[client.file] = {"client": name, "how": client.what, "source": client.source}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def _check(path: Path, name: str, kept: int | None = None) -> None:
+    hellos = read_client_hellos(path)
+    if not hellos:
+        raise CaptureError(f"{path.name}: the capture holds no ClientHello")
+    packets = f"{kept} packets, " if kept is not None else ""
+    print(f"{path}: {name}: {packets}ClientHello {len(hellos[0].message)} bytes")
+
+
+def _capture(out: Path, chosen: Sequence[Client]) -> dict[str, dict[str, str]]:
+    """Record each client's first connection against one pqproxy server on loopback."""
+    from ..certs import write_dev_pki
+
+    entries: dict[str, dict[str, str]] = {}
     backend = _Backend()
     try:
         with tempfile.TemporaryDirectory(prefix="pqproxy-captures-") as tmp_name:
@@ -603,6 +759,7 @@ def capture_all(out: Path, only: Sequence[str] = ()) -> dict[str, dict[str, str]
                                   "--key", str(pki["server_key"]), "--workers", "1"]):
                 stack = Stack(port=port, ca=pki["ca"], server_cert=pki["server"], tmp=tmp, backend=backend)
                 for client in chosen:
+                    assert client.run is not None
                     raw = tmp / client.file
                     with tcpdump(raw, port):
                         name = client.run(stack)
@@ -610,23 +767,19 @@ def capture_all(out: Path, only: Sequence[str] = ()) -> dict[str, dict[str, str]
                         kept = trim_to_first_connection(raw, out / client.file)
                     except ValueError as exc:
                         raise CaptureError(f"{client.file}: {exc}") from None
-                    hellos = read_client_hellos(out / client.file)
-                    if not hellos:
-                        raise CaptureError(f"{client.file}: the capture holds no ClientHello")
-                    size = len(hellos[0].message)
-                    print(f"{out / client.file}: {name}: {kept} packets, ClientHello {size} bytes")
-                    manifest[client.file] = {"client": name, "how": client.what}
+                    _check(out / client.file, name, kept)
+                    entries[client.file] = {"client": name, "how": client.what}
     finally:
         backend.close()
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return manifest
+    return entries
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pqproxy.probe.captures", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory (default: the repository's captures/)")
+    names = ", ".join(c.file.removesuffix(".pcap") for c in CLIENTS)
     parser.add_argument("--only", action="append", default=[], metavar="NAME",
-                        help="capture only this client (chromium, node26-openssl35, pqproxy-client, classical)")
+                        help=f"capture (or build) only this client, repeatable: {names}")
     parser.add_argument("--table-only", action="store_true", help="only rebuild the README table from the pcaps")
     args = parser.parse_args(argv)
     try:
