@@ -564,3 +564,21 @@ def test_any_segmentation_and_order_reassembles_the_same_hello(
     records = _records(HELLO, fragments)
     assert found.message == HELLO
     assert (found.record_bytes, found.records) == (len(records), (len(records) - len(HELLO)) // 5)
+
+
+def test_the_go127_profile_is_go126_with_mldsa() -> None:
+    """Go 1.27 added ML-DSA to both signature lists (golang/go #78888, #81199); nothing else differs."""
+    from pqproxy.probe.go_hello import build_go126_client_hello, build_go127_client_hello
+    from pqproxy.probe.profiles import build_probe_hello
+    from pqproxy.tls.extensions import SignatureSchemeList
+
+    def lists(hello: object) -> dict[int, list[int]]:
+        return {e.type: SignatureSchemeList.decode(e.data).schemes
+                for e in hello.extensions if e.type in (13, 50)}  # type: ignore[attr-defined]
+
+    old, new = build_go126_client_hello("a.test"), build_go127_client_hello("a.test")
+    assert [e.type for e in old.hello.extensions] == [e.type for e in new.hello.extensions]
+    for ext_type, schemes in lists(new.hello).items():
+        assert schemes == [*lists(old.hello)[ext_type], 0x0904, 0x0905, 0x0906]
+    probe = build_probe_hello("go127", "b.test")
+    assert lists(probe.hello)[13][-3:] == [0x0904, 0x0905, 0x0906] and probe.server_name == "b.test"

@@ -237,7 +237,8 @@ def test_sigalg_codepoint(backends: Backends) -> None:
     small classical hello (rst)", exit 2); now the controls name nothing post-quantum, each element is its own
     probe, and the report names the schemes, the extensions, and a workaround this run showed to work."""
     with SigalgCodepointEmulator(backends.good.port) as box:
-        target = probe(box, make_suite("sigalg-codepoint", "codepoint", "split-segments", "hrr", "readiness"))
+        target = probe(box, make_suite("sigalg-codepoint", "codepoint", "split-segments", "hrr", "readiness",
+                                       "populations"))
     assert target.reachable, target.error
     found = only(target, "sigalg-codepoint")
     assert found.details == {"schemes": ["mldsa44", "mldsa65", "mldsa87"],
@@ -255,7 +256,17 @@ def test_sigalg_codepoint(backends: Backends) -> None:
     assert by_id["pq/split@600"].verdict == model.INCONCLUSIVE
     assert target.readiness is not None and target.readiness.verdict == "pq-ready"
     assert target.readiness.mldsa_signing is None  # the box reset the question: nothing is claimed
+    # What an operator is asked: which clients does this path break? Those that name ML-DSA.
+    assert target.populations == {
+        "Chromium 156": "fails: rst", "Firefox ESR 153": "passes", "OpenSSL 3.5 (Node 26, curl)": "fails: rst",
+        "Go 1.26": "passes", "Go 1.27 (ML-DSA)": "fails: rst"}, target.populations
     assert all(d.startswith(("forward", "reset")) for d in box.decisions)
+
+
+def test_every_client_population_passes_a_clean_path(backends: Backends) -> None:
+    _, target = run(backends.good.port, make_suite("populations"))
+    assert target.populations == {label: "passes" for _, label, _ in catalogue.POPULATIONS}
+    assert not target.diagnoses
 
 
 def test_a_server_that_signs_with_mldsa_says_so(tmp_path: Path) -> None:

@@ -459,13 +459,15 @@ class TinyFirstSegmentEmulator(Emulator):
 class SizeThresholdEmulator(Emulator):
     """``size-threshold``: reassembles the first record (whatever the TCP split), then resets the
     connection if that record is more than ``limit`` bytes on the wire, its 5-byte header included. A
-    hello of ``limit - 5`` bytes (the probe's ``size``) still passes; ``limit - 4`` fails."""
+    hello of ``limit - 5`` bytes (the probe's ``size``) still passes; ``limit - 4`` fails. With ``silent``
+    it holds such a connection instead, never answering or closing it (the slowest path to probe)."""
 
     name = "size-threshold"
     imitates = "a hard cap on the hello (nginx preread / Envoy tls_inspector buffers, sslsplit)"
 
-    def __init__(self, backend: int, *, limit: int = 3000, **where: Any) -> None:
+    def __init__(self, backend: int, *, limit: int = 3000, silent: bool = False, **where: Any) -> None:
         self.limit = limit
+        self.silent = silent
         super().__init__(backend, **where)
 
     @property
@@ -483,7 +485,7 @@ class SizeThresholdEmulator(Emulator):
         if not c.read_until(wire, deadline):
             return Decision(CLOSE, "the first record never completed")
         if wire > self.limit:
-            return Decision(RESET, f"first record of {wire} bytes > {self.limit}")
+            return Decision(DROP if self.silent else RESET, f"first record of {wire} bytes > {self.limit}")
         return Decision(FORWARD, f"first record of {wire} bytes")
 
 

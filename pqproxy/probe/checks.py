@@ -32,7 +32,16 @@ DEFAULT_SWEEP = (512, 1024, 1400, 1600, 2048, 3072, 4096, 6144, 8192)
 SWEEP_RESOLUTION = 16  # bytes: the binary search stops when the bracket is this narrow
 MAX_REFINE_STEPS = 10
 
-CHECK_IDS = (*model.DIAGNOSIS_IDS, "readiness")
+CHECK_IDS = (*model.DIAGNOSIS_IDS, "readiness", "populations")
+# The clients an operator is asked about, each sending its own hello (captures/, or built from source): the
+# report says which of them a path breaks ("Chromium passes, Go 1.27 is reset").
+POPULATIONS: tuple[tuple[str, str, str], ...] = (
+    ("chromium", "Chromium 156", "replay:chromium"),
+    ("firefox-esr", "Firefox ESR 153", "replay:firefox-esr"),
+    ("openssl35", "OpenSSL 3.5 (Node 26, curl)", "replay:node26-openssl35"),
+    ("go126", "Go 1.26", "replay:go126"),
+    ("go127", "Go 1.27 (ML-DSA)", "go127"),
+)
 QUIC_CHECKS = frozenset({"quic-multi-initial"})  # run over QUIC (a suite with transport = "quic"), never TCP
 QUIC_CLASSICAL_CONTROL = "quic/classical-one-initial"
 QUIC_PQ_CONTROL = "quic/pq-one-initial"
@@ -182,6 +191,12 @@ def probes_for(check: str, pq_profile: str, sweep: Iterable[int] = DEFAULT_SWEEP
                            signature_schemes=list(MLDSA_SCHEMES), expect="answer",
                            description="only ML-DSA signature schemes offered: can the server sign with ML-DSA"))
         return specs
+    if check == "populations":
+        return [
+            _spec(f"population/{name}", profile, control=CLASSICAL_CONTROL, check=check,
+                  description=f"{label}'s own hello, in one write (its kernel cuts it as the path's MSS says)")
+            for name, label, profile in POPULATIONS
+        ]
     if check == "quic-multi-initial":
         first = QUIC_FIRST_CRYPTO
         return [
@@ -551,6 +566,25 @@ WORKAROUNDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "quic-multi-initial": ("browsers fall back to TCP by themselves; a hello in one Initial gets through where the "
                            "path MTU allows", (QUIC_PQ_CONTROL,)),
 }
+
+
+def populations(results: list[ProbeResult]) -> dict[str, str]:
+    """Client population -> what its hello met on this path: "passes", "fails: <outcome>" (its control passed),
+    or "unknown: <why>" (a failure the run cannot blame on the path)."""
+    by_id = {r.spec.id: r for r in results}
+    said: dict[str, str] = {}
+    for name, label, _ in POPULATIONS:
+        r = by_id.get(f"population/{name}")
+        if r is None or r.verdict == model.SKIPPED:
+            continue
+        if r.verdict == model.PASS:
+            said[label] = "passes"
+        elif r.verdict == model.FAIL:
+            o = r.outcome
+            said[label] = f"fails: {f'alert {o.alert}' if o.kind == model.ALERT else o.kind}"
+        else:
+            said[label] = f"unknown: {r.reason or r.outcome.describe()}"
+    return said
 
 
 def add_workaround(d: Diagnosis, j: Judged) -> None:

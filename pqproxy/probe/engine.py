@@ -373,6 +373,13 @@ async def _converse(stream: trio.SocketStream, reader: ResponseReader, pieces: l
             await stream.send_all(piece)
     except trio.BrokenResourceError as exc:
         return reader.finish(model.RST, f"while sending: {_cause(exc)}")
+    sent = time.monotonic()
+    outcome = await _await_answer(stream, reader, timeout)
+    outcome.wait_ms = (time.monotonic() - sent) * 1000
+    return outcome
+
+
+async def _await_answer(stream: trio.SocketStream, reader: ResponseReader, timeout: float) -> model.Outcome:
     with trio.move_on_after(timeout):
         try:
             while not reader.done:

@@ -211,3 +211,25 @@ def build_go126_client_hello(server_name: str, *, alpn: Sequence[str] = (),
         legacy_compression_methods=b"\x00",
     )
     return GoHello(hello, {int(NamedGroup.X25519MLKEM768): hybrid, int(NamedGroup.x25519): classical})
+
+
+# Go 1.27 (crypto/tls gained ML-DSA: golang/go #78888, CL 776709) advertises mldsa44, mldsa65 and mldsa87, and that is
+# the only difference from Go 1.26's hello that golang/go #81199 found behind a firewall's resets. Their place in
+# Go 1.27's lists is not in the sources read here; they are appended to both lists, which is all an inspection
+# signature that matches the codepoints can see.
+GO127_MLDSA = (SignatureScheme.mldsa44, SignatureScheme.mldsa65, SignatureScheme.mldsa87)
+
+
+def build_go127_client_hello(server_name: str, *, alpn: Sequence[str] = (),
+                             random_source: Callable[[int], bytes] = os.urandom) -> GoHello:
+    """Go 1.26's hello (``build_go126_client_hello``) with the ML-DSA schemes Go 1.27 added, in
+    signature_algorithms and signature_algorithms_cert. A variant built from the reports, not from Go 1.27's
+    source: the population the 2026 firewall resets hit."""
+    built = build_go126_client_hello(server_name, alpn=alpn, random_source=random_source)
+    lists = {int(ExtensionType.signature_algorithms), int(ExtensionType.signature_algorithms_cert)}
+    built.hello.extensions = [
+        ext(e.type, SignatureSchemeList([*SignatureSchemeList.decode(e.data).schemes, *map(int, GO127_MLDSA)]))
+        if e.type in lists else e
+        for e in built.hello.extensions
+    ]
+    return built

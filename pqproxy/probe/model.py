@@ -65,6 +65,7 @@ class Outcome:
     hello_retry: bool = False  # a HelloRetryRequest came first (then this ServerHello, or this failure)
     icmp: IcmpReport | None = None
     elapsed_ms: float = 0.0
+    wait_ms: float = 0.0  # from the hello's last byte to the answer: what a timeout has to cover on this path
     bytes_received: int = 0
     local_port: int | None = None  # our side of the connection: finds the probe in a --pcap capture
     detail: str = ""
@@ -166,6 +167,8 @@ class TargetReport:
     results: list[ProbeResult] = field(default_factory=list)
     diagnoses: list[Diagnosis] = field(default_factory=list)
     readiness: Readiness | None = None
+    # Client population ("Chromium 156") -> "passes", "fails: rst", "unknown: ..." (checks.populations)
+    populations: dict[str, str] = field(default_factory=dict)
     duration_s: float = 0.0
 
     def failed_probes(self) -> list[ProbeResult]:
@@ -223,7 +226,8 @@ class RunReport:
                 target=t["target"], server_name=t.get("server_name"), reachable=t["reachable"],
                 error=t.get("error"), results=results,
                 diagnoses=[Diagnosis(**d) for d in t.get("diagnoses", [])],
-                readiness=readiness, duration_s=t.get("duration_s", 0.0),
+                readiness=readiness, populations=dict(t.get("populations", {})),
+                duration_s=t.get("duration_s", 0.0),
             ))
         return cls(suite=data["suite"], started=data["started"], version=data["version"], targets=targets,
                    regressions=list(data.get("regressions", [])))

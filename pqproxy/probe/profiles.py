@@ -11,6 +11,7 @@ tells a misrouted connection from a good one).
 - ``openssl35``: OpenSSL 3.5's default client (Node 26): X25519MLKEM768 + X25519 shares, no GREASE.
 - ``classical``: an X25519 share only; the control for codepoint and size questions.
 - ``mlkem1024``: the largest standard shares: MLKEM1024 (1568 bytes) and SecP384r1MLKEM1024.
+- ``go127``: a Go 1.27 client's hello: Go 1.26's (``go_hello``) with the ML-DSA schemes Go 1.27 added.
 - ``replay:NAME``: the hello captured in ``captures/NAME.pcap`` (or any pcap path), byte for byte but for the
   server_name, which becomes the target's (the capture's own would be routed elsewhere). Its private keys are
   unknown, so the probe reads the ServerHello but not the certificate.
@@ -40,7 +41,7 @@ from ..tls.hello import HelloSpec, build_client_hello, pad_client_hello
 from ..tls.key_schedule import CIPHER_SUITES, DEFAULT_CIPHER_SUITES
 from ..tls.messages import ClientHello, Extension
 
-PROFILES = ("chrome", "openssl35", "classical", "mlkem1024", "replay")
+PROFILES = ("chrome", "openssl35", "classical", "mlkem1024", "go127", "replay")
 # captures/ ships inside the package as pqproxy/probe/pcaps (a link in a checkout, files in a wheel).
 CAPTURES_DIR = Path(str(resources.files("pqproxy.probe") / "pcaps"))
 
@@ -219,6 +220,17 @@ def build_probe_hello(profile: str, server_name: str | None, *, size: int | None
         if opts:
             raise ValueError(f"the replay profile takes no options but sni_end and sni_position, not {sorted(opts)}")
         return _replay(profile, server_name, size, sni_end, sni_position)
+    if profile == "go127":
+        if opts or size is not None or sni_end is not None or sni_position is not None:
+            raise ValueError("the go127 profile is Go's hello as it is: no options, no size")
+        from .go_hello import build_go127_client_hello
+
+        go = build_go127_client_hello(server_name or "localhost")
+        return ProbeHello(hello=go.hello, key_shares=go.key_shares,
+                          groups=_offered_groups(go.hello),
+                          cipher_suites=tuple(s for s in go.hello.cipher_suites if s in CIPHER_SUITES),
+                          signature_schemes=tuple(DEFAULT_SIGNATURE_SCHEMES), server_name=server_name,
+                          readable=False)
     spec = profile_spec(profile, server_name, opts)
     built = build_client_hello(spec)
     hello = built.hello

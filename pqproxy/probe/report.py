@@ -73,6 +73,11 @@ def _diagnosis_for(t: TargetReport, probe_id: str) -> Diagnosis | None:
     return next((d for d in t.diagnoses if probe_id in d.evidence), None)
 
 
+def populations_text(t: TargetReport) -> str:
+    """"Chromium 156 passes; Go 1.27 (ML-DSA) fails: rst": what each client population meets on this path."""
+    return "; ".join(f"{label} {said}" for label, said in t.populations.items())
+
+
 def workaround_text(d: Diagnosis) -> str:
     """What would avoid the breakage, and whether this run showed it does."""
     if not d.workaround:
@@ -179,6 +184,8 @@ def render_lines(report: RunReport, console: Console, baseline: RunReport | None
             say(f"{t.target} UNREACHABLE {t.error or ''}".rstrip())
         if t.readiness is not None:
             say(f"{t.target} readiness {t.readiness.verdict}: {t.readiness.summary}")
+        if t.populations:
+            say(f"{t.target} clients: {populations_text(t)}")
         for r in t.results:
             shown = _verdict(t, r)
             line = (f"{t.target} probe {r.spec.id} {shown.upper()} profile={r.spec.profile} delivery={r.spec.delivery} "
@@ -227,6 +234,8 @@ def _render_target(t: TargetReport, console: Console, regressions: set[str]) -> 
         said = t.readiness.summary or "; ".join(_readiness_facts(t))
         if said:
             console.print(Text("  " + said, style="dim"), highlight=False)
+    if t.populations:
+        console.print(Text("  clients: " + populations_text(t)), highlight=False)
 
     if t.results:
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False, collapse_padding=True)

@@ -187,6 +187,7 @@ class TargetRun:
         report.diagnoses = catalogue.diagnose(results, self.suite.checks)
         await self.locate_blackhole(report)
         report.readiness = assess(results)
+        report.populations = catalogue.populations(results)
         report.duration_s = time.monotonic() - started
         return report
 
