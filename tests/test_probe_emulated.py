@@ -41,7 +41,7 @@ from pqproxy.probe import checks as catalogue
 from pqproxy.probe import model
 from pqproxy.probe.engine import Target
 from pqproxy.probe.model import Diagnosis, ProbeResult, RunReport, TargetReport
-from pqproxy.probe.runner import RunOptions, run_suite
+from pqproxy.probe.runner import RunOptions, plan, run_suite
 from pqproxy.probe.suite import Suite, load_suite, parse_suite
 from tests.middleboxes import GOOD_NAME, TLSBackend, leaf_sha256
 from tests.procs import free_port
@@ -371,6 +371,63 @@ def test_flaky_path_gives_no_diagnosis(backends: Backends, attempts: int) -> Non
     assert box.count("reset:") >= len(target.results) // 2
     assert any(r.verdict == model.INCONCLUSIVE for r in target.results)
     assert target.diagnoses == [], [(d.id, d.summary) for d in target.diagnoses]
+
+
+@pytest.mark.parametrize("silent", [False, True])
+def test_lossy_path_gives_no_diagnosis(backends: Backends, silent: bool) -> None:
+    """A path that resets (or silently drops) a quarter of its connections at random, whatever they carry, probed
+    with the ``default`` suite as shipped: probes side by side and waits learned from the answers change which
+    connections are lost, never the rule: nothing post-quantum is blamed."""
+    suite = load_suite("default")
+    suite.raw = "no"
+    with FlakyEmulator(backends.good.port, chance=0.25, seed=7, silent=silent) as box:
+        target = probe(box, suite)
+    assert target.reachable
+    assert box.count("drop:" if silent else "reset:") > 0
+    assert target.diagnoses == [], [(d.id, d.summary) for d in target.diagnoses]
+
+
+def _verdicts(target: TargetReport) -> dict[str, str]:
+    return {r.spec.id: r.verdict for r in target.results}
+
+
+def test_silent_hold_is_diagnosed_like_a_reset_with_learned_waits(backends: Backends) -> None:
+    """Issue 17's first slow path: every hello over 1,500 bytes on the wire is held, never answered (the
+    ``default`` suite took 389 s here with 5 s waits one probe at a time). With the suite as shipped the waits
+    are learned from the controls' answers, and the verdicts are those of the same box when it resets: the
+    size-threshold diagnosis at the same size, the same probes failing. The results keep the plan's order,
+    whatever order the probes side by side ended in."""
+    suite = load_suite("default")
+    suite.raw = "no"
+    with SizeThresholdEmulator(backends.good.port, limit=1500) as box:
+        resetting = probe(box, suite)
+    with SizeThresholdEmulator(backends.good.port, limit=1500, silent=True) as box:
+        silent = probe(box, suite)
+    assert ids(resetting) == ids(silent) == ["size-threshold"]
+    assert _verdicts(resetting) == _verdicts(silent)
+    held, reset = diagnosis(silent, "size-threshold"), diagnosis(resetting, "size-threshold")
+    assert (held.threshold, held.evidence) == (reset.threshold, reset.evidence)
+    assert any("timeout" in r.reason for r in silent.results if r.verdict == model.FAIL)
+    assert silent.answer_timeout_s is not None and silent.answer_timeout_s < suite.timeout
+    planned = [s.id for s in plan(suite, raw=False)]
+    assert [r.spec.id for r in silent.results][: len(planned)] == planned
+
+
+def test_silent_split_drop_is_early_verdict_with_learned_waits(backends: Backends) -> None:
+    """Issue 17's second slow path (82 s before): a large hello in pieces dropped silently. The suite as shipped
+    and the suite one probe at a time with fixed waits give every probe the same verdict."""
+    suite = load_suite("default")
+    suite.raw = "no"
+    with EarlyVerdictEmulator(backends.good.port) as box:
+        learned = probe(box, suite)
+    assert ids(learned) == ["early-verdict"]
+    assert learned.answer_timeout_s is not None and learned.answer_timeout_s < suite.timeout
+    suite.adaptive_timeout, suite.parallel, suite.timeout = False, 1, TIMEOUT
+    with EarlyVerdictEmulator(backends.good.port) as box:
+        fixed = probe(box, suite)
+    assert ids(fixed) == ["early-verdict"]
+    assert _verdicts(learned) == _verdicts(fixed)
+    assert fixed.answer_timeout_s == TIMEOUT
 
 
 # --- known weaknesses of the rules, pinned -----------------------------------------------------------------

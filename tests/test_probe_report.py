@@ -78,7 +78,7 @@ def broken_target() -> TargetReport:
         readiness=Readiness("pq-ready", "X25519MLKEM768 accepted and preferred", ["X25519MLKEM768", "X25519"],
                             preferred_group="X25519MLKEM768", hrr_to_hybrid=True,
                             certificate_signature="ecdsa-with-SHA256"),
-        duration_s=4.5,
+        answer_timeout_s=1.25, duration_s=4.5,
     )
 
 
@@ -314,6 +314,7 @@ def test_html_is_one_self_contained_escaped_page(tmp_path: Path) -> None:
     assert '<circle class="fail"' in text and '<circle class="pass"' in text
     assert '<circle class="inconclusive"' in text
     assert "split-segments" in text and "no breakage found" in text and "connection refused" in text
+    assert "4.5 s · answers awaited 1.25 s" in text
 
 
 def test_the_chart_puts_sizes_on_a_log_axis_and_shapes_in_rows() -> None:
@@ -399,7 +400,8 @@ def test_without_a_terminal_every_fact_is_one_whole_line() -> None:
     assert ("haproxy.test:443 WORKAROUND split-segments: advertise the hybrid group without its share "
             "(checked: hrr/classical-first passed on this path)") in lines
     assert any(line.startswith("down.test:443 UNREACHABLE") for line in lines)
-    assert any(line.startswith("SUMMARY BROKEN") and "haproxy.test:443" in line for line in lines)
+    assert any(line.startswith("SUMMARY BROKEN") and "haproxy.test:443" in line
+               and line.endswith("4.5 s, answers awaited 1.25 s") for line in lines)
     assert "[bold]markup[/bold]:443 no breakage found" in lines  # untrusted text stays text
     assert not any("\x1b[" in line for line in lines)
 
@@ -505,7 +507,7 @@ readinesses = st.builds(
 targets = st.builds(
     TargetReport, target=names, server_name=st.none() | names, reachable=st.booleans(), error=st.none() | texts,
     results=st.lists(results, max_size=6), diagnoses=st.lists(diagnoses, max_size=3),
-    readiness=st.none() | readinesses, duration_s=finite,
+    readiness=st.none() | readinesses, answer_timeout_s=st.none() | finite, duration_s=finite,
 )
 run_reports = st.builds(RunReport, suite=texts, started=texts, version=texts, targets=st.lists(targets, max_size=3),
                         regressions=st.lists(texts, max_size=3))

@@ -8,11 +8,19 @@ from hypothesis import strategies as st
 
 from pqproxy.probe import checks, model
 from pqproxy.probe.delivery import cut, parse_shape, wire_bytes, writes
-from pqproxy.probe.engine import ResponseReader, parse_target
+from pqproxy.probe.engine import ResponseReader, Target, parse_target
 from pqproxy.probe.model import Outcome, ProbeResult, ProbeSpec
 from pqproxy.probe.profiles import build_probe_hello, extensions_start, server_name_end
 from pqproxy.probe.readiness import assess
-from pqproxy.probe.runner import judge, plan
+from pqproxy.probe.runner import (
+    ANSWER_FACTOR,
+    ANSWER_SLACK,
+    MIN_ANSWER_TIMEOUT,
+    RunOptions,
+    TargetRun,
+    judge,
+    plan,
+)
 from pqproxy.probe.suite import load_suite, parse_suite, shipped_suites
 from pqproxy.tls.codepoints import ExtensionType, NamedGroup, is_grease
 from pqproxy.tls.extensions import KeyShareClientHello, NamedGroupList
@@ -175,6 +183,10 @@ def test_shipped_suites_load_and_plan() -> None:
     ({"checks": ["hrr"], "attempts": 0}, "attempts must be"),
     ({"checks": ["hrr"], "timeout": "5"}, "timeout must be"),
     ({"checks": ["hrr"], "sweep": {"sizes": [10]}}, "sweep.sizes"),
+    ({"checks": ["hrr"], "parallel": 0}, "parallel must be"),
+    ({"checks": ["hrr"], "parallel": 17}, "parallel must be"),
+    ({"checks": ["hrr"], "parallel": 2.5}, "parallel must be"),
+    ({"checks": ["hrr"], "adaptive_timeout": "yes"}, "adaptive_timeout must be"),
     ({}, "nothing to run"),
     ({"probe": [{"id": "x", "delivery": "split@"}]}, "probe x"),
     ({"probe": [{"id": "x", "colour": "red"}]}, "unknown key"),
@@ -182,6 +194,41 @@ def test_shipped_suites_load_and_plan() -> None:
 def test_bad_suites_say_what_is_wrong(data: dict[str, object], words: str) -> None:
     with pytest.raises(ValueError, match=words):
         parse_suite(data, "test.toml")
+
+
+def test_suite_speed_keys() -> None:
+    default = load_suite("default")
+    assert (default.adaptive_timeout, default.parallel) == (True, 4)
+    suite = parse_suite({"checks": ["hrr"], "adaptive_timeout": False, "parallel": 1}, "test.toml")
+    assert (suite.adaptive_timeout, suite.parallel) == (False, 1)
+
+
+def _run(suite_data: dict[str, object]) -> TargetRun:
+    suite = parse_suite({"checks": ["hrr"], **suite_data}, "test.toml")
+    return TargetRun(Target("127.0.0.1", 443), suite, RunOptions(), raw_ok=False, raw_note="")
+
+
+def test_the_wait_is_learned_from_answers_and_only_widens() -> None:
+    run = _run({"timeout": 5.0})
+    run.answer_seen(Outcome(model.SERVER_HELLO, wait_ms=20))
+    assert run.timeout == 5.0  # not learning until the first control has answered
+    run.learning = True
+    run.answer_seen(Outcome(model.SERVER_HELLO, wait_ms=10))
+    assert run.timeout == MIN_ANSWER_TIMEOUT  # 4 x 20 ms + 0.25 s is below the floor
+    run.answer_seen(Outcome(model.SERVER_HELLO, wait_ms=800))
+    assert run.timeout == pytest.approx(ANSWER_FACTOR * 0.8 + ANSWER_SLACK)
+    run.answer_seen(Outcome(model.SERVER_HELLO, wait_ms=30))
+    assert run.timeout == pytest.approx(ANSWER_FACTOR * 0.8 + ANSWER_SLACK)  # a fast answer never narrows it
+    run.answer_seen(Outcome(model.SERVER_HELLO, wait_ms=0))  # not measured (QUIC, raw): no evidence
+    run.answer_seen(Outcome(model.SERVER_HELLO, wait_ms=4000))
+    assert run.timeout == 5.0  # never past the suite's timeout
+
+
+def test_the_wait_stays_fixed_without_adaptive_timeout() -> None:
+    run = _run({"timeout": 3.0, "adaptive_timeout": False})
+    run.learning = run.suite.adaptive_timeout
+    run.answer_seen(Outcome(model.SERVER_HELLO, wait_ms=5))
+    assert run.timeout == 3.0
 
 
 # --- the answer reader ---------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """ML-DSA signature codepoints (0x0904-0x0906) in the ClientHello only when they can matter.
 
 In 2026 an IPS threat signature on a widely deployed firewall reset every ClientHello that named ML-DSA in
-signature_algorithms (Go 1.26 clients; golang/go #79626, #81199). The client now offers ML-DSA only when a trust
+signature_algorithms (Go 1.27 clients; golang/go #79626, #81199). The client now offers ML-DSA only when a trust
 anchor or its own certificate has an ML-DSA key, or when the configuration names the schemes. Checked on the
 engine's hello, on the configuration, and end to end through ``SigalgCodepointEmulator`` (an emulator of that
 IPS, documented in pqproxy/lab/emulators.py) in front of a real ``pqproxy server``, beside Node 26 through the

@@ -23,15 +23,16 @@ emulator                             imitates (REFERENCE.md §3)
 ``CodepointEmulator``                a TLS-inspecting firewall (FortiGate flow mode) that answers
                                      0x11EC with alert illegal_parameter
 ``SigalgCodepointEmulator``          an IPS threat signature that resets hellos naming ML-DSA
-                                     signature schemes (0x0904-0x0906; Go 1.26 clients, 2026)
+                                     signature schemes (0x0904-0x0906; Go 1.27 clients, 2026)
 ``EarlyVerdictEmulator``             an IPS whose rule fires before reassembly (AWS Network Firewall
                                      on Suricata 6.0.9): a large hello in pieces is dropped silently
 ``HrrEmulator``                      a box that forwards the first ClientHello and drops a second one
                                      (broken HelloRetryRequest handling)
 ``PmtuBlackholeEmulator``            a tunnel hop that drops segments above its MTU with no ICMP;
                                      emulated at the application layer: a single read > 1400 bytes
-``FlakyEmulator``                    not a catalogue entry: resets every second connection, to show
-                                     that a flaky path gives no diagnosis
+``FlakyEmulator``                    not a catalogue entry: resets every second connection, or resets
+                                     or drops connections at random, to show that a flaky path gives
+                                     no diagnosis
 ===================================  ============================================================
 
 Bounded: every wait has a timeout, the inspection buffer has a maximum, a forwarded connection idle
@@ -41,6 +42,7 @@ unless told otherwise (``host``): the lab gives them its middlebox's 198.18.0.0/
 
 from __future__ import annotations
 
+import random
 import selectors
 import socket
 import struct
@@ -526,7 +528,7 @@ class CodepointEmulator(Emulator):
 class SigalgCodepointEmulator(Emulator):
     """``sigalg-codepoint``: an IPS whose threat signature matches ML-DSA signature schemes (0x0904-0x0906) in
     signature_algorithms or signature_algorithms_cert of a ClientHello and resets the connection, whatever the
-    hello's size (a firewall did this to Go 1.26 clients in 2026: golang/go #79626, #81199). Anything else is
+    hello's size (a firewall did this to Go 1.27 clients in 2026: golang/go #79626, #81199). Anything else is
     forwarded. Only the first ClientHello is inspected."""
 
     name = "sigalg-codepoint"
@@ -626,19 +628,29 @@ class PmtuBlackholeEmulator(Emulator):
 
 class FlakyEmulator(Emulator):
     """Not a catalogue entry: resets every ``every``-th connection after its first read, whatever it
-    carries, and forwards the others. A path that fails at random must give no diagnosis."""
+    carries, and forwards the others. With ``chance`` it fails connections at random instead (a seeded
+    draw per connection number), and with ``silent`` a failed connection is held, never answered, instead of reset:
+    a lossy path. A path that fails at random must give no diagnosis."""
 
     name = "flaky"
-    imitates = "an overloaded box that resets connections regardless of content"
+    imitates = "an overloaded box that resets or drops connections regardless of content"
 
-    def __init__(self, backend: int, *, every: int = 2, **where: Any) -> None:
+    def __init__(self, backend: int, *, every: int = 2, chance: float | None = None, seed: int = 0,
+                 silent: bool = False, **where: Any) -> None:
         self.every = every
+        self.chance = chance
+        self.seed = seed
+        self.silent = silent
         super().__init__(backend, **where)
 
     def decide(self, c: Conn) -> Decision:
         c.read()
-        if c.number % self.every == 0:
-            return Decision(RESET, f"connection {c.number}")
+        if self.chance is not None:  # drawn from the connection's number: the same run fails the same connections
+            failed = random.Random(f"{self.seed}:{c.number}").random() < self.chance
+        else:
+            failed = c.number % self.every == 0
+        if failed:
+            return Decision(DROP if self.silent else RESET, f"connection {c.number}")
         return Decision(FORWARD, f"connection {c.number}")
 
 

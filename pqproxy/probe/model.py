@@ -169,6 +169,8 @@ class TargetReport:
     readiness: Readiness | None = None
     # Client population ("Chromium 156") -> "passes", "fails: rst", "unknown: ..." (checks.populations)
     populations: dict[str, str] = field(default_factory=dict)
+    # Seconds an attempt waited for an answer at the end: learned from the target's answers (runner.py)
+    answer_timeout_s: float | None = None
     duration_s: float = 0.0
 
     def failed_probes(self) -> list[ProbeResult]:
@@ -227,7 +229,7 @@ class RunReport:
                 error=t.get("error"), results=results,
                 diagnoses=[Diagnosis(**d) for d in t.get("diagnoses", [])],
                 readiness=readiness, populations=dict(t.get("populations", {})),
-                duration_s=t.get("duration_s", 0.0),
+                answer_timeout_s=t.get("answer_timeout_s"), duration_s=t.get("duration_s", 0.0),
             ))
         return cls(suite=data["suite"], started=data["started"], version=data["version"], targets=targets,
                    regressions=list(data.get("regressions", [])))

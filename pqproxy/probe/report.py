@@ -293,7 +293,18 @@ def _summary_line(t: TargetReport) -> Text:
     if t.readiness is not None:
         line.append("  readiness ")
         line.append(t.readiness.verdict, style=READINESS_STYLES.get(t.readiness.verdict, ""))
+    line.append(_timing(t), style="dim")
     return line
+
+
+def _timing(t: TargetReport) -> str:
+    """How long the target took and how long an attempt waited for an answer at the end (learned from its
+    answers: a silent path costs that wait per probe, not the suite's timeout)."""
+    seconds = t.duration_s if isinstance(t.duration_s, int | float) and math.isfinite(t.duration_s) else 0.0
+    text = f"  {seconds:.1f} s"
+    if isinstance(t.answer_timeout_s, int | float):
+        text += f", answers awaited {t.answer_timeout_s:g} s"
+    return text
 
 
 # --- JSON and the baseline ---------------------------------------------------------------------------

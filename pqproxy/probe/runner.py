@@ -6,6 +6,14 @@ suite's checks, each ``attempts`` times with a fresh hello. When a probe fails i
 again at once, so the verdict compares the two at the same moment. The size sweep is refined by
 binary search. Then: routing (did each answer come from the server the name belongs to), verdicts,
 diagnoses, readiness.
+
+Hostile paths are slow to probe only because silence has to be waited out. So the wait is learned: once the
+small classical control has answered, an attempt waits at most ``ANSWER_FACTOR`` times the slowest answer seen
+on this target so far plus ``ANSWER_SLACK`` (never less than ``MIN_ANSWER_TIMEOUT``, never more than the
+suite's ``timeout``), as TCP's retransmission timer and nmap's adaptive timeouts learn from round trips. A
+probe's confirming attempt waits twice that. And the probes after the controls run ``parallel`` at a time:
+each is its own connection, judged against its own control at its own moment; only the raw-packet probes,
+which share the packet filter, take turns.
 """
 
 from __future__ import annotations
@@ -35,6 +43,9 @@ from .readiness import assess
 from .suite import Suite
 
 MAX_TARGETS = 10_000
+MIN_ANSWER_TIMEOUT = 1.0  # seconds: below this a busy server or a long path is too easily taken for a silent box
+ANSWER_FACTOR = 4.0
+ANSWER_SLACK = 0.25  # seconds, for a path whose round trip varies more than its server's answer time
 SMALL_WRITE = 400  # bytes per write when a size is re-sent "in pieces": far below any path's MSS
 RAW_SPLIT_PROBES = (
     # Exact segment sizes are the point here, not timing: 10 ms apart, so a 2 KB hello takes 0.2 s and no
@@ -98,25 +109,40 @@ class TargetRun:
         self.results: dict[str, ProbeResult] = {}
         self.rechecks: dict[str, list[Outcome]] = {}
         self.specs: dict[str, ProbeSpec] = {}
+        self.timeout = suite.timeout  # until an answer has been seen: see answer_seen
+        self.slowest_answer = 0.0  # seconds, of every answer that met its probe's expectation
+        self.learning = False
 
-    async def attempt(self, spec: ProbeSpec) -> tuple[int, int, Outcome]:
+    def answer_seen(self, outcome: Outcome) -> None:
+        """Every answer widens the wait for the next ones (never narrows it): a path that answered once in
+        800 ms is given 3.45 s from then on."""
+        if outcome.wait_ms <= 0:
+            return  # QUIC and raw attempts do not measure it: they keep the suite's timeout
+        self.slowest_answer = max(self.slowest_answer, outcome.wait_ms / 1000)
+        if self.learning:
+            learned = max(MIN_ANSWER_TIMEOUT, ANSWER_FACTOR * self.slowest_answer + ANSWER_SLACK)
+            self.timeout = min(self.suite.timeout, learned)
+
+    async def attempt(self, spec: ProbeSpec, patience: float = 1.0) -> tuple[int, int, Outcome]:
         hello = build_probe_hello(spec.profile, self.target.server_name, size=spec.size, options=spec.options)
         shape = parse_shape(spec.delivery)
         pause = self.suite.pause if shape.pause is None else shape.pause
+        timeout = min(self.suite.timeout, self.timeout * patience)
         if shape.quic:
             from ..quic.probe import run_quic_attempt
 
             outcome = await run_quic_attempt(self.target, hello, shape, size=spec.size, pause=pause,
-                                             timeout=self.suite.timeout)
+                                             timeout=timeout)
             size = len(hello.encode())  # as sent: made fit for QUIC
             return size, size, outcome
         encoded = hello.encode()
         if shape.raw:
-            outcome, _packets = await run_raw_attempt(self.target, hello, shape, pause=pause,
-                                                      timeout=self.suite.timeout)
+            outcome, _packets = await run_raw_attempt(self.target, hello, shape, pause=pause, timeout=timeout)
         else:
-            outcome = await run_kernel_attempt(self.target, hello, shape, pause=pause, timeout=self.suite.timeout,
+            outcome = await run_kernel_attempt(self.target, hello, shape, pause=pause, timeout=timeout,
                                                connect_timeout=self.suite.connect_timeout)
+        if _meets(spec, outcome):
+            self.answer_seen(outcome)
         return len(encoded), len(wire_bytes(encoded, shape)), outcome
 
     async def run_probe(self, spec: ProbeSpec) -> ProbeResult:
@@ -157,7 +183,7 @@ class TargetRun:
                 self.rechecks[spec.id].append(recheck)
                 if not _meets(control_spec, recheck):
                     return result
-            _, _, confirm = await self.attempt(spec)
+            _, _, confirm = await self.attempt(spec, patience=2.0)
             attempts.append(confirm)
             result.passed = all(_meets(spec, o) for o in attempts)
         return result
@@ -177,19 +203,54 @@ class TargetRun:
             report.duration_s = time.monotonic() - started
             return report
         self._notify(root, first)
-        for spec in specs[1:]:
+        self.learning = self.suite.adaptive_timeout
+        for attempt in first.attempts:
+            if _meets(root, attempt):
+                self.answer_seen(attempt)
+        rest = specs[1:]
+        for spec in [s for s in rest if s.check == "control"]:  # every other probe is judged against these
             self._notify(spec, await self.run_probe(spec))
+        await self.run_side_by_side([s for s in rest if s.check != "control"])
         if "size-threshold" in self.suite.checks:
             await self.refine_sweep()
-        results = list(self.results.values())
+        order = {spec.id: index for index, spec in enumerate(specs)}
+        results = sorted(self.results.values(), key=lambda r: order.get(r.spec.id, len(order)))
         judge(results, self.rechecks, self.target.server_name)
         report.results = results
         report.diagnoses = catalogue.diagnose(results, self.suite.checks)
         await self.locate_blackhole(report)
         report.readiness = assess(results)
         report.populations = catalogue.populations(results)
+        report.answer_timeout_s = round(self.timeout, 3)
         report.duration_s = time.monotonic() - started
         return report
+
+    async def run_side_by_side(self, specs: list[ProbeSpec]) -> None:
+        """``parallel`` probes at a time, each started only once its control (when that is one of them, earlier
+        in the plan) has its result; results keep the plan's order in the report, whatever order they end in."""
+        finished = {spec.id: trio.Event() for spec in specs}
+        position = {spec.id: index for index, spec in enumerate(specs)}
+        limiter = trio.CapacityLimiter(max(1, self.suite.parallel))
+        packet_filter = trio.Lock()  # raw-packet probes share nftables rules and a sniffer: one at a time
+
+        async def one(spec: ProbeSpec) -> None:
+            try:
+                control = spec.control or ""
+                if control in finished and position[control] < position[spec.id]:
+                    await finished[control].wait()
+                if parse_shape(spec.delivery).raw:
+                    async with packet_filter, limiter:
+                        result = await self.run_probe(spec)
+                else:
+                    async with limiter:
+                        result = await self.run_probe(spec)
+                self._notify(spec, result)
+            finally:
+                finished[spec.id].set()
+
+        async with trio.open_nursery() as nursery:
+            for spec in specs:
+                nursery.start_soon(one, spec)
 
     def _bracket(self) -> tuple[int, int] | None:
         interim = list(self.results.values())

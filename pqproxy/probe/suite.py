@@ -9,7 +9,9 @@ given as a path. The format::
     checks = ["split-segments", "multi-record", "readiness"]   # checks.CHECK_IDS
     profile = "chrome"        # the post-quantum hello of the checks: chrome, openssl35, mlkem1024, replay:NAME
     attempts = 2              # per probe; a probe passes only if every attempt does
-    timeout = 5.0             # seconds to wait for an answer after the last write
+    timeout = 5.0             # seconds to wait for an answer after the last write, at most (see adaptive_timeout)
+    adaptive_timeout = true   # wait 4 x the target's slowest answer + 0.25 s (at least 1 s) once it has answered
+    parallel = 4              # probes of one target in flight at once, after the controls (1: one by one)
     connect_timeout = 5.0
     pause = 0.2               # seconds between the writes of a split hello
     raw = "auto"              # raw-packet probes: "auto" (when root and nftables), "yes", "no"
@@ -44,7 +46,8 @@ MAX_SWEEP_SIZE = 65535  # a handshake message longer than this is not a ClientHe
 MAX_PROBES = 500
 
 _SUITE_KEYS = {"name", "description", "checks", "profile", "attempts", "timeout", "connect_timeout", "pause", "raw",
-               "sweep", "probe", "transport"}
+               "sweep", "probe", "transport", "adaptive_timeout", "parallel"}
+MAX_PARALLEL = 16
 _PROBE_KEYS = {"id", "profile", "delivery", "size", "control", "check", "expect", "description", "options"}
 
 
@@ -56,6 +59,8 @@ class Suite:
     profile: str = "chrome"
     attempts: int = 2
     timeout: float = 5.0
+    adaptive_timeout: bool = True
+    parallel: int = 4
     connect_timeout: float = 5.0
     pause: float = 0.2
     raw: str = "auto"
@@ -106,6 +111,11 @@ def parse_suite(data: dict[str, Any], source: str = "<suite>") -> Suite:
     suite.timeout = _number(data, "timeout", suite.timeout, 0.1, MAX_TIMEOUT, fail)
     suite.connect_timeout = _number(data, "connect_timeout", suite.connect_timeout, 0.1, MAX_TIMEOUT, fail)
     suite.pause = _number(data, "pause", suite.pause, 0.0, 30.0, fail)
+    suite.parallel = _number(data, "parallel", suite.parallel, 1, MAX_PARALLEL, fail, integer=True)
+    adaptive = data.get("adaptive_timeout", suite.adaptive_timeout)
+    if not isinstance(adaptive, bool):
+        raise fail("adaptive_timeout must be true or false")
+    suite.adaptive_timeout = adaptive
     suite.raw = str(data.get("raw", suite.raw))
     if suite.raw not in ("auto", "yes", "no"):
         raise fail("raw must be auto, yes or no")

@@ -40,7 +40,7 @@ DEFAULT_SIGNATURE_SCHEMES: tuple[int, ...] = (
 )
 MLDSA_SIGNATURE_SCHEMES = frozenset({SignatureScheme.mldsa44, SignatureScheme.mldsa65, SignatureScheme.mldsa87})
 # What a ClientHello lists when no ML-DSA key is in sight. In 2026 an IPS threat signature on a widely deployed
-# firewall reset every hello naming ML-DSA (Go 1.26 clients: golang/go #79626, #81199): offer those schemes only
+# firewall reset every hello naming ML-DSA (Go 1.27 clients: golang/go #79626, #81199): offer those schemes only
 # where they can matter, as Go then made possible.
 CLASSICAL_SIGNATURE_SCHEMES: tuple[int, ...] = tuple(
     s for s in DEFAULT_SIGNATURE_SCHEMES if s not in MLDSA_SIGNATURE_SCHEMES
