@@ -253,7 +253,10 @@ class Judged:
 
 
 def _said(r: ProbeResult) -> str:
-    return f"{r.spec.id}: {r.outcome.describe()}" + (f" ({r.reason})" if r.reason else "")
+    """A probe and what it met; the reason only when it adds something (it often is the outcome again)."""
+    said = r.outcome.describe()
+    reason = r.reason if r.reason and not r.reason.startswith(said) else r.reason[len(said):].lstrip("; ")
+    return f"{r.spec.id}: {said}" + (f" ({reason})" if reason else "")
 
 
 SILENT = (model.TIMEOUT, model.RST)
