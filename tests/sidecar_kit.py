@@ -401,6 +401,15 @@ class EngineClient:
         self.pump_until(lambda: False, timeout)
 
     def close(self) -> None:
+        """End as Node's and Go's clients do: close_notify first (once the handshake is done), then close. A test
+        that wants the connection to end without it (a truncation) calls ``abandon``."""
+        if self.info is not None and not self.reset:
+            self.conn.close()
+            self._flush()
+        self.sock.close()
+
+    def abandon(self) -> None:
+        """Close the socket without close_notify: TCP FIN (or RST, with unread data) and nothing more."""
         self.sock.close()
 
     def __enter__(self) -> EngineClient:

@@ -137,7 +137,10 @@ def test_chromium_loads_page_through_pqproxy_with_x25519mlkem768(stack: Stack) -
     carried = stack.proxy.wait_for(lambda r: _is_connection(r) and int(r.get("bytes_down") or 0) > page_bytes,
                                    timeout=15)
     for record in [carried, *_chromium_connections(stack.proxy)[before:]]:
-        assert record["result"] == "ok", record
+        # A browser that exits closes its kept-alive connections without close_notify: pqproxy logs that as
+        # "truncated" and resets the upstream (README, "Resets and truncations"); nothing else may go wrong.
+        assert record["result"] in ("ok", "truncated"), record
+        assert record["result"] == "ok" or (record["reset"] == "upstream" and "close_notify" in record["error"])
         assert record["group"] == PQ_GROUP, record
         assert record["sni"] == HOST, record
         assert record["hello_retry"] is False, record  # Chromium sent an X25519MLKEM768 share up front

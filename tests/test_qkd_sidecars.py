@@ -136,7 +136,8 @@ def test_kme_down_require_refuses_prefer_degrades(pki: dict[str, Path], kme: KME
     strict = Sidecar("client", client_args(pki, server.port, *qkd(kme, "alice", "require", "bob", url=dead)))
     lenient = Sidecar("client", client_args(pki, server.port, *qkd(kme, "alice", "prefer", "bob", url=dead)))
     try:
-        assert roundtrip(strict.port, b"secret") == b""  # refused: the application sees the connection end
+        with pytest.raises(ConnectionResetError):  # refused: the application reads an error, not an empty answer
+            roundtrip(strict.port, b"secret")
         refused = strict.wait_for(conn("client"))
         assert refused["result"] == "refused" and refused["refusal"] == "qkd_required" and refused["qkd"] == "refused"
         assert "kme_connect" in refused["qkd_error"], refused
@@ -339,7 +340,8 @@ def test_a_static_key_file_is_a_key_source_too(pki: dict[str, Path], upstream: B
         for i in range(2):
             assert roundtrip(client.port, b"static %d" % i) == b"static %d" % i
         assert [r["qkd_key_id"] for r in server.wait_count(conn("server"), 2)] == ["k0", "k1"]
-        assert roundtrip(client.port, b"no key left") == b""  # the file has no unused key: require refuses
+        with pytest.raises(ConnectionResetError):  # the file has no unused key: require refuses
+            roundtrip(client.port, b"no key left")
         assert client.wait_count(conn("client"), 3)[-1]["refusal"] == "qkd_required"
     finally:
         client.stop()

@@ -44,6 +44,7 @@ from tests.sidecar_kit import (
 
 HANDSHAKES = "pqproxy_handshakes_total"
 REFUSALS = "pqproxy_refusals_total"
+RESETS = "pqproxy_resets_propagated_total"
 HYBRID = "X25519MLKEM768"
 
 
@@ -481,13 +482,13 @@ def test_drain_timeout_cuts_an_idle_connection(pki: dict[str, Path]) -> None:
             server.signal(signal.SIGTERM)
             c.read_to_end(timeout=drain_timeout + 5)  # nothing more to say: we sit idle until cut
             cut = time.monotonic() - sigterm
-            assert c.eof or c.reset
+            assert c.reset and not c.peer_closed, "a drain cut is a reset: the client must not take it for an end"
         assert drain_timeout - 0.3 <= cut <= drain_timeout + 2.5, cut
         server.proc.proc.wait(10)
         assert server.proc.proc.returncode == 0
         assert time.monotonic() - sigterm <= drain_timeout + 4
         record = server.wait_for(is_connection)
-        assert record["result"] == "drain_timeout"
+        assert record["result"] == "drain_timeout" and record["reset"] == "both"
         assert server.wait_for(lambda r: r.get("event") == "drain_timeout")["cancelled"] == 1
 
 
@@ -518,7 +519,9 @@ def test_workers_exit_when_the_supervisor_is_killed(pki: dict[str, Path]) -> Non
 # --- 7. upstream down ---------------------------------------------------------------------------------------
 
 
-def test_upstream_down_is_a_clean_close_after_the_handshake(pki: dict[str, Path]) -> None:
+def test_upstream_down_after_the_handshake_is_a_reset_not_an_empty_answer(pki: dict[str, Path]) -> None:
+    """Issue 18: a close_notify here read, to a client reading to EOF, as a service that answered nothing. A
+    client of the service itself would have read an error (ECONNREFUSED): through the sidecar it reads a reset."""
     dead = f"{HOST}:{free_port()}"  # nothing listens there
     with running("server", server_args(pki, dead, "--drain-timeout", "1")) as server:
         with EngineClient(server.port, engine_config(pki)) as c:
@@ -526,27 +529,28 @@ def test_upstream_down_is_a_clean_close_after_the_handshake(pki: dict[str, Path]
             assert info is not None and info.group == HYBRID
             c.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")  # a client speaks at once, as real ones do
             c.read_to_end()
-            assert c.peer_closed, f"no close_notify: {c.events}"
-            assert c.eof and not c.reset, "a clean EOF after close_notify, not a reset"
+            assert c.reset and not c.peer_closed, f"a reset, no close_notify: {c.events}"
             assert not c.alerts_received()
         record = server.wait_for(is_connection)
         assert record["result"] == "upstream_error" and record["error"].startswith("connect_refused")
+        assert record["reset"] == "downstream"
         assert server.wait_metric("pqproxy_upstream_errors_total", 1, kind="connect_refused") == 1
+        assert server.metric(RESETS, direction="downstream") == 1
 
 
 @pytest.mark.interop
-def test_upstream_down_node_client_sees_no_error(pki: dict[str, Path]) -> None:
+def test_upstream_down_node_client_sees_a_reset(pki: dict[str, Path]) -> None:
     node_binary()
     with running("server", server_args(pki, f"{HOST}:{free_port()}", "--drain-timeout", "1")) as server:
         events = run_node_client({"port": server.port, "ca": str(pki["ca"]), "servername": "localhost",
-                                  "send": 100, "expect": 0}, timeout=20)
+                                  "send": 100, "expect": 100}, timeout=20)
         assert only(events, "handshake")[0]["group"] == HYBRID
-        assert not only(events, "error"), events
-        assert any(a["name"] == "close_notify" and a["direction"] == "received" for a in only(events, "alert"))
+        assert [e["code"] for e in only(events, "error")] == ["ECONNRESET"], events
+        assert not any(a["name"] == "close_notify" and a["direction"] == "received" for a in only(events, "alert"))
         server.wait_for(lambda r: r.get("result") == "upstream_error")
 
 
-def test_upstream_that_never_answers_the_syn_is_a_connect_timeout_and_a_clean_close(pki: dict[str, Path]) -> None:
+def test_upstream_that_never_answers_the_syn_is_a_connect_timeout_and_a_reset(pki: dict[str, Path]) -> None:
     # A listener whose accept queue is full: Linux drops the SYNs of further connects, which then hang.
     with socket.socket() as full:
         full.bind((HOST, 0))
@@ -565,7 +569,7 @@ def test_upstream_that_never_answers_the_syn_is_a_connect_timeout_and_a_clean_cl
                     began = time.monotonic()
                     c.read_to_end(timeout=5)
                     waited = time.monotonic() - began
-                    assert c.peer_closed and c.eof and not c.reset, c.events
+                    assert c.reset and not c.peer_closed, c.events
                 assert 0.3 <= waited <= 3.0, waited
                 record = server.wait_for(is_connection)
                 assert record["result"] == "upstream_error" and record["error"].startswith("connect_timeout")

@@ -33,7 +33,7 @@ from cryptography.x509.oid import NameOID
 
 from ..tls.codepoints import ContentType
 from ..tls.groups import group_name
-from .tlsstream import TLSError, half_close
+from .tlsstream import TLSError, half_close, reset_transport
 
 RECEIVE_SIZE = 64 * 1024
 SEND_CHUNK = 64 * 1024  # plaintext handed to OpenSSL at once: bounds the outgoing BIO
@@ -399,3 +399,7 @@ class LegacyTLSStream:
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+    def reset(self) -> None:
+        """End the connection with a TCP RST, no close_notify (see ``TLSStream.reset``)."""
+        reset_transport(self.transport)

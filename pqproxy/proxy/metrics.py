@@ -162,6 +162,9 @@ class Metrics:
                               ["direction"], registry=own)
         self._upstream_errors = Counter("pqproxy_upstream_errors", "Upstream connection errors, by kind.",
                                         ["kind"], registry=own)
+        self._resets = Counter("pqproxy_resets_propagated", "Connections whose side (upstream or downstream) we "
+                               "closed with a TCP RST because the other did not end cleanly (a reset, no "
+                               "close_notify, a TLS error, a timeout, a drain cut).", ["direction"], registry=own)
         self._reloads = Counter("pqproxy_config_reloads", "Configuration reloads, by result.", ["result"],
                                 registry=own)
         # QKD: keys by result, degraded handshakes, the KME's latency and errors, and the link as it reports it.
@@ -198,6 +201,7 @@ class Metrics:
         self._refusals_by = _Children(self._refusals)
         self._bytes_by = _Children(self._bytes)
         self._upstream_errors_by = _Children(self._upstream_errors)
+        self._resets_by = _Children(self._resets)
         self._reloads_by = _Children(self._reloads)
         self._qkd_keys_by = _Children(self._qkd_keys)
         self._kme_seconds_by = _Children(self._kme_seconds)
@@ -241,6 +245,10 @@ class Metrics:
 
     def upstream_error(self, kind: str) -> None:
         self._upstream_errors_by.get(kind).inc()
+
+    def reset_propagated(self, direction: str) -> None:
+        """``direction``: the side that got the RST, "upstream" or "downstream" (as in bytes_proxied)."""
+        self._resets_by.get(direction).inc()
 
     def reload(self, result: str) -> None:
         self._reloads_by.get(result).inc()

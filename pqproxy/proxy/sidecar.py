@@ -25,7 +25,7 @@ from ..tls.client import TLSClient
 from ..tls.server import TLSServer
 from .config import ClientRuntime, ListenerRuntime, ServerRuntime
 from .qkd import QKDEdge, QKDEdges, QKDRefused
-from .tlsstream import TLSError, TLSStream, half_close
+from .tlsstream import TLSError, TLSStream, half_close, reset_transport
 from .transport import TCPTransport, accept, listening_socket
 from .transport import connect as connect_tcp
 
@@ -36,9 +36,12 @@ LISTEN_BACKLOG = 4096
 
 
 class ByteStream(Protocol):
+    truncated: bool  # the stream ended without its protocol's clean end (TLS: no close_notify)
+
     async def receive_some(self) -> bytes: ...
     async def send_all(self, data: bytes) -> None: ...
     async def send_eof(self) -> None: ...
+    def reset(self) -> None: ...
 
 
 class MetricsSink(Protocol):
@@ -49,6 +52,7 @@ class MetricsSink(Protocol):
     def refusal(self, reason: str) -> None: ...
     def bytes_proxied(self, direction: str, n: int) -> None: ...
     def upstream_error(self, kind: str) -> None: ...
+    def reset_propagated(self, direction: str) -> None: ...
     def resumed(self) -> None: ...
 
 
@@ -58,22 +62,24 @@ class NullMetrics:
 
 
 class PlainStream:
-    """A TCP connection with the same face as TLSStream."""
+    """A TCP connection with the same face as TLSStream. A reset is an error, never an end: it reaches the pump."""
+
+    truncated = False  # a FIN is the only end plain TCP has: never a truncation we could see
 
     def __init__(self, stream: TCPTransport) -> None:
         self.stream = stream
 
     async def receive_some(self) -> bytes:
-        try:
-            return bytes(await self.stream.receive_some(PUMP_CHUNK))
-        except (trio.BrokenResourceError, OSError):
-            return b""
+        return bytes(await self.stream.receive_some(PUMP_CHUNK))
 
     async def send_all(self, data: bytes) -> None:
         await self.stream.send_all(data)
 
     async def send_eof(self) -> None:
         await half_close(self.stream)
+
+    def reset(self) -> None:
+        self.stream.reset()
 
 
 @dataclass
@@ -104,6 +110,9 @@ class ConnectionRecord:
     error: str | None = None
     bytes_up: int = 0
     bytes_down: int = 0
+    # The side(s) we closed with a TCP RST because the connection did not end cleanly: "upstream",
+    # "downstream" or "both" (README, "Resets and truncations").
+    reset: str | None = None
     qkd: str | None = None  # keyed, degraded or refused (qkd = prefer/require only)
     qkd_key_id: str | None = None  # the key_ID, never the key
     qkd_error: str | None = None  # why there was no QKD key
@@ -153,48 +162,53 @@ async def _close_quietly(*streams: Any) -> None:
                     pass
 
 
-REFUSED_DRAIN_BYTES = 64 * 1024  # what we read and drop from an application we refuse, so it sees FIN, not RST
-REFUSED_DRAIN_SECONDS = 1.0
+_BROKEN = (TLSError, trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+UPSTREAM, DOWNSTREAM = "upstream", "downstream"  # the sides of a connection, as pqproxy_bytes_proxied names them
 
 
-async def _close_refused(stream: TCPTransport) -> None:
-    """End a connection we refuse before reading from it: FIN first, then read and drop what the application
-    had sent (bounded), so that closing does not turn into a reset."""
-    await half_close(stream)
-    with trio.move_on_after(REFUSED_DRAIN_SECONDS):
-        drained = 0
-        try:
-            while drained < REFUSED_DRAIN_BYTES and (data := await stream.receive_some(16384)):
-                drained += len(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
+def _failed(failures: list[tuple[str, str]], side: str, exc: BaseException, connection: trio.CancelScope) -> None:
+    failures.append((side, str(exc) or type(exc).__name__))
+    connection.cancel()
 
 
-async def pump(source: ByteStream, sink: ByteStream, count: Any, touch: Any, failures: list[str],
-               connection: trio.CancelScope) -> None:
+async def pump(source: ByteStream, sink: ByteStream, count: Any, touch: Any, failures: list[tuple[str, str]],
+               connection: trio.CancelScope, source_side: str, sink_side: str) -> None:
     """Copy until EOF, then pass the EOF on (half-close). trio's send_all gives backpressure.
 
-    A reset or TLS failure on either side ends the whole connection: it is recorded and the other
-    direction is cancelled here, so nothing escapes as an ExceptionGroup from the splice's nursery.
+    Only a clean end is passed on as one: a TLS stream that ended without close_notify (``truncated``), a
+    reset or a TLS failure on either side is recorded with the side it happened on, and the whole connection
+    is cancelled here (so nothing escapes as an ExceptionGroup from the splice's nursery); ``splice`` then
+    resets the other side.
     """
-    try:
-        while True:
+    while True:
+        try:
             data = await source.receive_some()
-            if not data:
-                await sink.send_eof()
+        except _BROKEN as exc:
+            return _failed(failures, source_side, exc, connection)
+        if not data:
+            if source.truncated:  # RFC 8446 §6.1: a truncation must never pass for the end of the data
+                failures.append((source_side, "truncated: the TCP connection ended without close_notify"))
+                connection.cancel()
                 return
-            touch()
-            count(len(data))
+            try:
+                await sink.send_eof()
+            except _BROKEN as exc:
+                _failed(failures, sink_side, exc, connection)
+            return
+        touch()
+        count(len(data))
+        try:
             await sink.send_all(data)
-    except (TLSError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-        failures.append(str(exc) or type(exc).__name__)
-        connection.cancel()
+        except _BROKEN as exc:
+            return _failed(failures, sink_side, exc, connection)
 
 
 async def splice(client_side: ByteStream, upstream_side: ByteStream, record: ConnectionRecord,
-                 metrics: MetricsSink, idle_timeout: float) -> None:
-    """Both directions at once until both have seen EOF, or nothing moved for ``idle_timeout``."""
-    failures: list[str] = []
+                 metrics: MetricsSink, idle_timeout: float) -> bool:
+    """Both directions at once until both have seen EOF, or nothing moved for ``idle_timeout``. True when
+    the connection ended cleanly; otherwise the side that did not end cleanly is in the record, and the
+    caller resets the other one (``reset_sides``)."""
+    failures: list[tuple[str, str]] = []
     # Moving a deadline costs trio a heap push: it moves only when that gains more than ``slack``, so the
     # connection is cut between idle_timeout and idle_timeout + slack after the last byte, never before.
     slack = idle_timeout / 16
@@ -230,15 +244,30 @@ async def splice(client_side: ByteStream, upstream_side: ByteStream, record: Con
             scope = nursery.cancel_scope  # the idle deadline, and what a failing pump cancels
             scope.deadline = trio.current_time() + idle_timeout + slack
             # The connection's own task carries one direction; only the other needs a task of its own.
-            nursery.start_soon(pump, upstream_side, client_side, down, touch, failures, scope)
-            await pump(client_side, upstream_side, up, touch, failures, scope)
+            nursery.start_soon(pump, upstream_side, client_side, down, touch, failures, scope, UPSTREAM, DOWNSTREAM)
+            await pump(client_side, upstream_side, up, touch, failures, scope, DOWNSTREAM, UPSTREAM)
     finally:
         flush("upstream")
         flush("downstream")
     if failures:
-        record.result, record.error = "peer_reset", failures[0]
-    elif scope.cancelled_caught:
-        record.result = "idle_timeout"
+        side, error = failures[0]
+        record.result = "truncated" if error.startswith("truncated") else "peer_reset"
+        record.error = f"{side}: {error}"
+        record.reset = DOWNSTREAM if side == UPSTREAM else UPSTREAM
+        return False
+    if scope.cancelled_caught:
+        record.result, record.reset = "idle_timeout", "both"
+        return False
+    return True
+
+
+def reset_sides(record: ConnectionRecord, metrics: MetricsSink, downstream: Any, upstream: Any) -> None:
+    """Close the side(s) ``record.reset`` names with a TCP RST, and count each (the caller closes the rest): the
+    application or upstream behind them then reads an error, never a clean end of a connection that had none."""
+    for side, stream in ((DOWNSTREAM, downstream), (UPSTREAM, upstream)):
+        if stream is not None and record.reset in (side, "both"):
+            reset_transport(stream)
+            metrics.reset_propagated(side)
 
 
 def _upstream_error_kind(exc: BaseException) -> str:
@@ -334,7 +363,7 @@ class Proxy:
             log.info(json.dumps({"event": "drain_timeout", "cancelled": self.active}))
             self._connections.cancel_scope.cancel()
 
-    def _note_drain_cut(self, record: ConnectionRecord) -> None:
+    def _note_drain_cut(self, record: ConnectionRecord) -> bool:
         """A connection still open when drain_timeout expired was cancelled: say so in its log line.
 
         (Checked here rather than with ``except trio.Cancelled``: the cancellation leaves the splice nursery
@@ -342,6 +371,8 @@ class Proxy:
         """
         if self._connections is not None and self._connections.cancel_scope.cancel_called and record.result == "ok":
             record.result = "drain_timeout"
+            return True
+        return False
 
     async def _accept_loop(self, listener: socket.socket, index: int, connections: trio.Nursery) -> None:
         accepted = 0
@@ -410,7 +441,7 @@ class Proxy:
                 if target is None:
                     record.result, record.refusal = "no_route", "no_route"
                     metrics.refusal("no_route")
-                    await tls.send_eof()
+                    record.reset = DOWNSTREAM  # an empty answer must not pass for the service's
                     return
                 record.upstream = "{}:{}".format(*target)
                 if listener.connect_on_first_data:
@@ -419,7 +450,8 @@ class Proxy:
                     first = await tls.receive_some()
                     if not first:  # the client left without a word: it never needed an upstream
                         record.upstream = None
-                        await tls.send_eof()
+                        if not tls.truncated:
+                            await tls.send_eof()
                         return
                 phase = "connect"
                 deadline.deadline = trio.current_time() + limits.connect_timeout
@@ -427,17 +459,18 @@ class Proxy:
                     upstream = await connect_tcp(*target)
                 except OSError as exc:
                     self._upstream_failed(record, exc)
-                    await tls.send_eof()  # a clean close_notify: the client sees EOF, not a reset
+                    record.reset = DOWNSTREAM  # as a client of the service itself would read: an error
                     return
                 phase = "proxy"
             if deadline.cancelled_caught:
                 if phase == "handshake":
                     raise trio.TooSlowError
-                if phase == "first-data":
+                if phase == "first-data":  # nothing was asked: a clean close, as an idle keep-alive gets
                     record.result, record.upstream = "idle_timeout", None
+                    await tls.send_eof()
                 else:
                     self._upstream_failed(record, trio.TooSlowError())
-                await tls.send_eof()
+                    record.reset = DOWNSTREAM
                 return
             assert upstream is not None
             if listener.proxy_protocol:
@@ -455,16 +488,21 @@ class Proxy:
             await splice(tls, PlainStream(upstream), record, metrics, limits.idle_timeout)
         except TLSError as exc:
             self._record_tls_failure(record, exc, started)
+            if upstream is not None:
+                record.reset = UPSTREAM
         except trio.TooSlowError:
             record.result, record.refusal = "handshake_timeout", "handshake_timeout"
             metrics.refusal("handshake_timeout")
             metrics.handshake("timeout", None, None, record.client_hello_size, False)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             record.result, record.error = "peer_reset", str(exc) or "connection reset"
+            record.reset = "both" if upstream is not None else None
         finally:
+            if self._note_drain_cut(record):
+                record.reset = "both"
+            reset_sides(record, metrics, tls if tls is not None else client, upstream)
             await _close_quietly(upstream, client)
             metrics.connection_closed(listener.name)
-            self._note_drain_cut(record)
             record.emit()
 
     async def _server_handshake(self, client: TCPTransport, listener: ListenerRuntime, qkd: Any,
@@ -573,7 +611,7 @@ class Proxy:
                     config, outcome = await qkd.client_config(runtime.tls)
                 except QKDRefused as exc:
                     self._refuse_qkd(record, exc)
-                    await _close_refused(app)
+                    record.reset = DOWNSTREAM  # the application reads an error, not an empty answer
                     return
                 record.note_qkd(outcome)
             try:
@@ -581,6 +619,7 @@ class Proxy:
                     remote = await connect_tcp(*runtime.target)
             except (OSError, trio.TooSlowError) as exc:
                 self._upstream_failed(record, exc)
+                record.reset = DOWNSTREAM
                 return
             record.upstream = "{}:{}".format(*runtime.target)
             tickets = runtime.tickets  # None with QKD: every connection takes a fresh key
@@ -596,6 +635,7 @@ class Proxy:
                     record.note_qkd(qkd.after_handshake(outcome, tls.info.psk if tls.info else None))
                 except QKDRefused as exc:
                     self._refuse_qkd(record, exc)
+                    record.reset = DOWNSTREAM
                     await tls.send_eof()
                     return
             metrics.handshake("ok", record.group, time.monotonic() - started, record.client_hello_size,
@@ -611,15 +651,20 @@ class Proxy:
             record.alert, record.error = exc.alert, str(exc)
             record.result = "tls_error" if exc.sent else ("peer_alert" if exc.alert else "peer_closed")
             metrics.handshake(record.result, None, time.monotonic() - started, None, False)
+            record.reset = DOWNSTREAM
         except trio.TooSlowError:
             record.result = "handshake_timeout"
             metrics.handshake("timeout", None, None, None, False)
+            record.reset = DOWNSTREAM
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             record.result, record.error = "peer_reset", str(exc) or "connection reset"
+            record.reset = "both"
         finally:
+            if self._note_drain_cut(record):
+                record.reset = "both"
+            reset_sides(record, metrics, app, remote)
             await _close_quietly(remote, app)
             metrics.connection_closed(record.listener)
-            self._note_drain_cut(record)
             record.emit()
 
     def _refuse_qkd(self, record: ConnectionRecord, exc: Any) -> None:

@@ -36,6 +36,13 @@ async def half_close(transport: trio.abc.Stream) -> None:
             pass
 
 
+def reset_transport(transport: Any) -> None:
+    """Abortive close (RST) of a transport that can; a plain close of one that cannot."""
+    close = getattr(transport, "reset", None) or getattr(transport, "close", None)
+    if close is not None:
+        close()
+
+
 class TLSError(Exception):
     """The TLS connection failed: we sent or received a fatal alert, or the peer vanished mid-handshake."""
 
@@ -196,3 +203,7 @@ class TLSStream:
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+    def reset(self) -> None:
+        """End the connection with a TCP RST, no close_notify: its peer must not take it for a clean end."""
+        reset_transport(self.transport)

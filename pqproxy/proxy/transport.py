@@ -20,11 +20,13 @@ import errno
 import ipaddress
 import os
 import socket
+import struct
 
 import trio
 from trio.lowlevel import checkpoint, notify_closing, wait_readable, wait_writable
 
 CHECKPOINT_EVERY = 16
+_LINGER_RESET = struct.pack("ii", 1, 0)  # struct linger {l_onoff = 1, l_linger = 0}: close() sends RST
 DEFAULT_RECEIVE = 64 * 1024
 
 
@@ -108,6 +110,16 @@ class TCPTransport(trio.abc.HalfCloseableStream):
             if exc.errno == errno.ENOTCONN:  # the peer is gone already (it reset): there is no FIN to send
                 return
             raise self._broken(exc) from exc
+
+    def reset(self) -> None:
+        """Close with a TCP RST instead of a FIN (SO_LINGER 0): the peer reads an error (ECONNRESET), never a
+        clean end. For a connection whose other half did not end cleanly. Safe to call twice."""
+        if not self._closed:
+            try:
+                self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            except OSError:
+                pass  # the connection is gone already: close is all that is left
+            self.close()
 
     def close(self) -> None:
         """Close now; a task waiting on this socket gets ClosedResourceError. Safe to call twice."""
