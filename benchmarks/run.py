@@ -12,6 +12,8 @@
    and the edge's pieces each alone (``edge_parts.py``: a task, a nursery, a cancel scope, a trio wake-up, the
    log line, the metrics of a connection); and the bytecodes a server handshake executes (``bytecodes.py``).
 5. The ``default`` probe suite against one healthy target (``pqproxy server`` on loopback), timed.
+6. The soak (``soak.py``): client and server sidecars under constant load while faults are injected; every
+   application connection must end whole or in an error it sees (clean short reads, corrupt and hung: 0).
 
 Writes ``benchmarks/results/bench.json`` and prints the table that ``benchmarks/README.md`` shows, with the
 ratios the targets of issue 8 are stated in. Timings live here, never as asserts in tests.
@@ -55,6 +57,18 @@ def probe_suite_seconds() -> float:
         finally:
             stop_process(server, 15)
             upstream.stop()
+
+
+def soak_run(quick: bool) -> dict[str, Any]:
+    """``soak.py`` in a process of its own (it needs root for ``ss -K``: without, the reason is recorded)."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.soak", *(["--quick"] if quick else [])],
+                          capture_output=True, text=True, timeout=900, check=False)
+    lines = done.stdout.strip().splitlines()
+    if not lines or not lines[-1].startswith("{"):
+        return {"error": (done.stderr or done.stdout).strip()[-500:]}
+    result: dict[str, Any] = json.loads(lines[-1])
+    print("\n".join(lines[:-1]))  # the soak's table
+    return result
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -175,6 +189,11 @@ def table(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     records = f"{e['records_seal_mib_s']} / {e['records_open_mib_s']} MiB/s"
     rows.append(("engine records sealed / opened", records, "", ""))
     rows.append(("`default` probe suite, one healthy target", f"{result['probe_default_suite_s']} s", "", ""))
+    soak = result.get("soak") or {}
+    if "totals" in soak:
+        t = soak["totals"]
+        rows.append(("soak: connections / errors seen / short / corrupt / hung",
+                     f"{soak['connections']} / {t['error']} / {t['short']} / {t['corrupt']} / {t['hung']}", "", ""))
     return rows
 
 
@@ -191,6 +210,7 @@ def main() -> int:
     result["edge_bytecodes"] = edge_bytecodes()
     result["client_mode"] = client_mode(2, 100) if quick else client_mode(4, 300)
     result["probe_default_suite_s"] = probe_suite_seconds()
+    result["soak"] = soak_run(quick)
     result["summary"] = summarize(result)
     node_version = subprocess.run([str(sidecars.NODE), "-p", "process.versions.node + ' / OpenSSL ' + "
                                    "process.versions.openssl"], capture_output=True, text=True).stdout.strip()

@@ -145,3 +145,50 @@ def test_client_mode_measures_a_resuming_and_a_full_handshake_client(pki: dict[s
         assert all(len(measured["rounds_us"][mode]) == 2 for mode in ("on", "off")), measured
         expected = [a / b for a, b in zip(measured["rounds_us"]["on"], measured["rounds_us"]["off"], strict=True) if b]
         assert measured["ratios"] == pytest.approx(expected, abs=0.002)
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    ("echo", "ok"),
+    ("half then fin", "short"),  # the clean short read the soak exists to catch
+    ("half then reset", "error"),
+    ("other bytes", "corrupt"),
+    ("fin at once", "error"),  # ended while the application was still sending: it knows
+])
+def test_the_soak_classifies_how_a_connection_ended(answer: str, expected: str) -> None:
+    """``soak.exchange`` against a loopback peer that ends each way: the soak's verdicts are only as good as this."""
+    import socket
+    import struct
+    import threading
+
+    from benchmarks.soak import exchange
+
+    payload = bytes(range(256)) * 64
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def peer() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            if answer == "fin at once":
+                conn.shutdown(socket.SHUT_WR)
+                conn.recv(1)
+                return
+            data = bytearray()
+            while chunk := conn.recv(65536):
+                data += chunk
+            if answer == "echo":
+                conn.sendall(data)
+            elif answer == "other bytes":
+                conn.sendall(bytes(len(data)))
+            else:
+                conn.sendall(data[: len(data) // 2])
+                if answer == "half then reset":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    thread = threading.Thread(target=peer, daemon=True)
+    thread.start()
+    try:
+        outcome, _received, _error = exchange(listener.getsockname()[1], payload, deadline=10)
+    finally:
+        thread.join(10)
+        listener.close()
+    assert outcome == expected

@@ -254,6 +254,31 @@ def test_a_reload_keeps_the_replay_guard_watches_the_link_and_closes_the_old_kme
             server.stop()
 
 
+def test_a_kme_answering_garbage_is_refused_or_degraded_never_trusted(pki: dict[str, Path], kme: KME,
+                                                                       upstream: Backend) -> None:
+    """The KME answers 200 with a body that is not a key container (``POST /misbehave``): require refuses (the
+    application reads a reset), prefer goes on without QKD; both name the bad answer."""
+    server = Sidecar("server", server_args(pki, upstream.address, *qkd(kme, "bob", "prefer")))
+    strict = Sidecar("client", client_args(pki, server.port, *qkd(kme, "alice", "require", "bob")))
+    lenient = Sidecar("client", client_args(pki, server.port, *qkd(kme, "alice", "prefer", "bob")))
+    kme.control("/misbehave", {"answer": "garbage"})
+    try:
+        with pytest.raises(ConnectionResetError):
+            roundtrip(strict.port, b"secret")
+        refused = strict.wait_for(conn("client"))
+        assert refused["refusal"] == "qkd_required" and refused["reset"] == "downstream", refused
+        assert "bad_response" in refused["qkd_error"], refused
+        assert roundtrip(lenient.port, b"still carried") == b"still carried"
+        degraded = lenient.wait_for(conn("client"))
+        assert degraded["qkd"] == "degraded" and "bad_response" in degraded["qkd_error"], degraded
+        assert lenient.metric("pqproxy_qkd_kme_errors_total", kind="bad_response") >= 1
+    finally:
+        kme.control("/misbehave", {"answer": "normal"})
+        for sidecar in (strict, lenient, server):
+            sidecar.stop(check=False)
+    assert kme.control("/link")["answer"] == "normal"
+
+
 def test_a_stalled_kme_costs_a_bounded_wait_then_the_policy(pki: dict[str, Path], kme: KME,
                                                               upstream: Backend, tmp_path: Path) -> None:
     listener = socket.create_server((HOST, 0))  # accepts (the kernel does), never answers

@@ -17,7 +17,9 @@ is 503 (ETSI 014 has no code for "no keys left"; real KMEs answer 503). The Open
 ``/api/v1/openapi.json``.
 
 ``ControlServer`` is a plain HTTP endpoint for the simulation itself (loopback only): ``GET /link``
-reads the link, ``POST /eavesdropper {"fraction": F}`` switches intercept-resend on or off.
+reads the link, ``POST /eavesdropper {"fraction": F}`` switches intercept-resend on or off, and ``POST
+/misbehave {"answer": "garbage"}`` makes the API answer every key request with 200 and a body that is not JSON
+(``"answer": "normal"`` ends it): a KME that lies, for fault injection (``benchmarks/soak.py``).
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class KeyStore:
     pools: dict[tuple[str, str], float] = field(default_factory=dict)
     pending: OrderedDict[str, _Pending] = field(default_factory=OrderedDict)
     delivered: int = 0
+    misbehaving: str = "normal"  # "garbage": key requests get 200 and a body that is not JSON (ControlServer)
 
     def __post_init__(self) -> None:
         self.saes = tuple(self.saes)
@@ -224,6 +227,8 @@ class KMEServer(HTTPServer):
         if len(parts) != 6 or "/".join(parts[:4]) != API or parts[5] not in ("status", "enc_keys", "dec_keys"):
             return _error(404, "not found")
         sae, verb = unquote(parts[4]), parts[5]
+        if self.store.misbehaving == "garbage":
+            return Response(200, b"\x00{garbage, not the key container you asked for", JSON)
         if not 0 < len(sae) <= etsi014.MAX_SAE_ID:
             return _error(400, "bad SAE_ID")
         method = request.method.decode("ascii", "replace")
@@ -291,12 +296,22 @@ class ControlServer(HTTPServer):
             except (ValueError, KeyError, TypeError) as exc:
                 return _error(400, f"expected {{\"fraction\": 0..1}}: {exc}")
             log.info(json.dumps({"event": "eavesdropper", "fraction": fraction}))
+        elif path == b"/misbehave" and request.method == b"POST":
+            try:
+                answer = json.loads(body or b"{}")["answer"]
+                if answer not in ("normal", "garbage"):
+                    raise ValueError(answer)
+            except (ValueError, KeyError, TypeError) as exc:
+                return _error(400, f"expected {{\"answer\": \"normal\" | \"garbage\"}}: {exc}")
+            self.store.misbehaving = answer
+            log.info(json.dumps({"event": "misbehave", "answer": answer}))
         elif not (path == b"/link" and request.method == b"GET"):
-            return _error(404, "GET /link, POST /eavesdropper")
+            return _error(404, "GET /link, POST /eavesdropper, POST /misbehave")
         reading = link.read(self.store.clock())
         return _json(200, {"qber": reading.qber, "key_rate_bps": reading.key_rate_bps, "link_state": reading.state,
                            "eavesdropper": link.eavesdropper, "disturbances": link.disturbances,
-                           "up": reading.state == UP, "keys_delivered": self.store.delivered})
+                           "up": reading.state == UP, "keys_delivered": self.store.delivered,
+                           "answer": self.store.misbehaving})
 
 
 async def serve_kme(host: str, port: int, store: KeyStore, context: ssl.SSLContext, *,
