@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -85,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "instead of refusing them with protocol_version")
     server.add_argument("--max-client-hello", type=int, metavar="BYTES",
                         help="largest ClientHello accepted (default 131396, as OpenSSL)")
+    server.add_argument("--ticket-key-file", metavar="FILE",
+                        help="seed of the session-ticket keys, shared by replicas so a ticket from one resumes on "
+                             "another (pqproxy ticket-key --out FILE makes one; re-read on SIGHUP)")
     _add_common(server)
     server.set_defaults(func=run_server)
 
@@ -119,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .qkd.cli import add_kme_subparser
 
     add_kme_subparser(sub)
+    ticket_key = sub.add_parser(
+        "ticket-key", help="write a session-ticket key file for replicas to share (--ticket-key-file)",
+        description="Write a new session-ticket key file (40 bytes: the hour and a random 32-byte seed of the "
+                    "hourly key ratchet), mode 0600. Give every replica of a service the same file (a Kubernetes "
+                    "Secret) and a ticket from one resumes on the others.")
+    ticket_key.add_argument("--out", required=True, metavar="FILE", help="the file to write (never overwritten)")
+    ticket_key.set_defaults(func=run_ticket_key)
     bench = sub.add_parser("bench", help="the benchmark harness (make bench): pqproxy against Node 26, side by side",
                            description="Run the benchmark harness of a pqproxy checkout (benchmarks/): the engine in "
                            "process, pqproxy server against the Node.js 26 sidecar, the CPU split inside the "
@@ -156,6 +167,18 @@ def run_client(args: argparse.Namespace) -> int:
     from .proxy.supervisor import run
 
     return run("client", args.config, _flags(args))
+
+
+def run_ticket_key(args: argparse.Namespace) -> int:
+    from .proxy.ticket_keys import write_ticket_key_file
+
+    try:
+        write_ticket_key_file(args.out)
+    except OSError as exc:
+        print(f"pqproxy ticket-key: {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"event": "ticket_key_written", "path": args.out}))
+    return 0
 
 
 def run_bench(args: argparse.Namespace) -> int:

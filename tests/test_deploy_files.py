@@ -30,7 +30,7 @@ MANIFESTS = {"server": DEPLOY / "kubernetes" / "pod-sidecar.yaml",
              "client": DEPLOY / "kubernetes" / "pod-client-sidecar.yaml"}
 
 SERVER_KEYS = {"listen", "upstream", "cert", "key", "groups", "require_hybrid", "client_ca", "admin", "workers",
-               "limits", "routes"}
+               "limits", "routes", "ticket_key_file"}
 CLIENT_KEYS = {"listen", "connect", "sni", "ca", "insecure", "cert", "key", "groups", "admin", "workers", "limits"}
 LIMIT_KEYS = {"handshake_timeout", "idle_timeout", "connect_timeout", "max_connections", "max_client_hello",
               "drain_timeout"}
@@ -277,12 +277,16 @@ def test_kubernetes_sidecar_manifest(mode: str) -> None:
     assert proxy["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
 
     # certificates and CAs come from Secret volumes
-    for field in ("cert", "key", "ca", "client_ca"):
+    for field in ("cert", "key", "ca", "client_ca", "ticket_key_file"):
         if field in config:
             volume, _ = _mounted_file(pod, proxy, config[field])
             assert "secret" in volume, f"{field} = {config[field]} is not from a Secret"
+    if "ticket_key_file" in config:  # pqproxy refuses a world-readable one: the Secret's files must not be
+        volume, _ = _mounted_file(pod, proxy, config["ticket_key_file"])
+        assert volume["secret"].get("defaultMode", 0o644) & 0o004 == 0, volume
 
     if mode == "server":
+        assert "ticket_key_file" in config, "replicas of the service share their session-ticket keys"
         assert config["listen"] == "0.0.0.0:8443" and ports["https"] == 8443
         assert config["upstream"] == "127.0.0.1:8080"
         app = next(c for c in spec["containers"] if c["name"] == "app")

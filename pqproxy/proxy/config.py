@@ -190,6 +190,8 @@ class ServerSettings(_Strict):
     workers: int = Field(0, ge=0, le=256)  # 0: one per CPU
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     limits: Limits = Limits()
+    # The seed of the session-ticket keys, shared by replicas (ticket_keys.py); None: a random one per supervisor.
+    ticket_key_file: str | None = None
 
     @field_validator("admin")
     @classmethod
@@ -246,7 +248,7 @@ class ClientSettings(_Strict):
 # --- loading -------------------------------------------------------------------------------------
 
 _LISTENER_KEYS = set(ListenerSettings.model_fields)
-_SERVER_TOP_KEYS = {"admin", "workers", "log_level", "limits", "listeners", "mode", "qkd"}
+_SERVER_TOP_KEYS = {"admin", "workers", "log_level", "limits", "listeners", "mode", "qkd", "ticket_key_file"}
 # Flags that set keys of the [qkd] table: --qkd is its mode, --qkd-kme its kme, and so on.
 _QKD_FLAGS = {"qkd": "mode", **{f"qkd_{k}": k for k in QKDSettings.model_fields if k != "mode"}}
 
@@ -451,6 +453,13 @@ def _ticket_context(trust: list[Any] | None, allowed_names: tuple[str, ...], qkd
 def build_server_runtime(settings: ServerSettings,
                          ticket_keys: list[bytes] | TicketKeys | None = None) -> ServerRuntime:
     """Load every certificate and CA and make the engine configurations. Raises ConfigError."""
+    if settings.ticket_key_file:
+        from .ticket_keys import TicketKeyFileError, shared_ticket_keys
+
+        try:
+            ticket_keys = shared_ticket_keys(settings.ticket_key_file)
+        except TicketKeyFileError as exc:
+            raise ConfigError(str(exc)) from None
     sealer = TicketSealer(ticket_keys)
     built = []
     for index, listener in enumerate(settings.listeners):

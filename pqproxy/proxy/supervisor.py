@@ -10,9 +10,11 @@ signals into actions:
   ``limits.drain_timeout`` seconds to finish, then the supervisor exits.
 
 Session-ticket keys are made here and handed to every worker, so a ticket from one worker resumes on
-another; they live only in memory and survive reloads. They rotate every ``TICKET_KEY_PERIOD`` by a one-way
-ratchet that every process runs on its own clock (``TicketKeys``): the workers agree without talking, and a
-key dropped (after the ticket lifetime) is gone from every process, supervisor included.
+another; they live only in memory and survive reloads. (With ``ticket_key_file`` every process reads their seed
+from that file instead, so replicas share them too: ``ticket_keys.py``.) They rotate every
+``TICKET_KEY_PERIOD`` by a one-way ratchet that every process runs on its own clock (``TicketKeys``): the
+workers agree without talking, and a key dropped (after the ticket lifetime) is gone from every process,
+supervisor included.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from typing import Any
 
 import trio
 
-from ..tls.config import DEFAULT_TICKET_LIFETIME
 from ..tls.session import TicketKeys
 from .config import (
     ClientSettings,
@@ -48,12 +49,11 @@ from .config import (
     read_toml,
     server_settings,
 )
+from .ticket_keys import TICKET_KEY_PERIOD, TICKET_LIFETIME
 
 log = logging.getLogger("pqproxy")
 # Ticket keys: a new one every hour; each is kept for as long as a ticket sealed under it may live (the
 # engine's ticket lifetime), then dropped.
-TICKET_KEY_PERIOD = 3600.0
-TICKET_LIFETIME = DEFAULT_TICKET_LIFETIME
 # A worker that keeps dying is not restarted forever: at most this many restarts per minute.
 MAX_RESTARTS_PER_MINUTE = 10
 WORKER_START_TIMEOUT = 30.0

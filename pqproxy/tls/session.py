@@ -110,13 +110,29 @@ class TicketKeys:
         self.epoch = epoch  # the newest key's
         self._keys: deque[bytes] = deque([bytes(key)], maxlen=keep)  # the newest last
         self.version = 0  # moves whenever the keys do
+        # Keys of a seed replaced on reload (``retire``): they still open, never seal, until ``until``.
+        self._retired: list[tuple[TicketKeys, float]] = []
 
     @classmethod
     def fresh(cls, now: float, period: float, lifetime: int) -> TicketKeys:
         return cls(os.urandom(32), int(now // period), period, keep=-(-lifetime // int(period)) + 1)
 
+    @classmethod
+    def from_seed(cls, seed: bytes, origin: int, now: float, period: float, lifetime: int) -> TicketKeys:
+        """The keys of every process that holds ``seed`` (a ticket key file shared by replicas): the seed is the key
+        of period ``origin``, ratcheted to ``now``'s, so replicas agree without talking, as a sidecar's workers do.
+        Once ratcheted past it the seed is no longer among the keys kept."""
+        keys = cls(seed, origin, period, keep=-(-lifetime // int(period)) + 1)
+        keys.advance(now)
+        return keys
+
+    def retire(self, old: TicketKeys, until: float) -> None:
+        """``old`` (another seed's keys) goes on opening tickets until ``until``, and seals none."""
+        self._retired.append((old, until))
+        self.version += 1
+
     def advance(self, now: float) -> None:
-        """Ratchet to ``now``'s key, if its period has begun."""
+        """Ratchet to ``now``'s key, if its period has begun; drop retired keys whose time is up."""
         epoch = int(now // self.period)
         if epoch > self.epoch:
             key = self._keys[-1]
@@ -125,11 +141,21 @@ class TicketKeys:
                 self._keys.append(key)  # maxlen: the oldest goes
             self.epoch = epoch
             self.version += 1
+        if self._retired:
+            kept = [(old, until) for old, until in self._retired if until > now]
+            if len(kept) != len(self._retired):
+                self._retired = kept
+                self.version += 1
+            for old, _ in kept:
+                before = old.version
+                old.advance(now)
+                if old.version != before:
+                    self.version += 1
 
     def at(self, now: float) -> list[bytes]:
-        """The keys at ``now``, the sealing one first."""
+        """The keys at ``now``, the sealing one first (then a retired seed's, which only open)."""
         self.advance(now)
-        return list(reversed(self._keys))
+        return [*reversed(self._keys), *(k for old, _ in self._retired for k in reversed(old._keys))]
 
 
 class TicketSealer:

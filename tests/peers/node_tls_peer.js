@@ -22,6 +22,7 @@
 //                   TLS 1.3 (stateful) resumption, which Node does not keep: in effect resumption is off.
 //   sessionTimeout  server: seconds
 //   reconnect       client: N extra connections, each offering the session from the previous one
+//   ports           client: connection i goes to ports[i % ports.length] (replicas sharing ticket keys), not port
 //   echo            server: echo every byte; when the client half-closes, end after echoing (the default)
 //   hashOnly        server: read until the client ends, reply {"sha256":hex,"length":n}\n, then end
 //   behaviour       server: "echo" | "hashOnly" | "close" (same as the booleans; "close" ends after the handshake)
@@ -822,7 +823,8 @@ function clientOnce(cfg, attempt, session, payload) {
       emit({ event: 'closed', conn: attempt, side: 'client' });
       resolve(state);
     };
-    const raw = net.connect({ host, port: cfg.port, allowHalfOpen: true });
+    const port = Array.isArray(cfg.ports) && cfg.ports.length ? cfg.ports[(attempt - 1) % cfg.ports.length] : cfg.port;
+    const raw = net.connect({ host, port, allowHalfOpen: true });
     raw.on('error', (err) => {
       if (sock === null) {
         state.error = true;
@@ -971,7 +973,7 @@ async function runClient(cfg) {
 const KNOWN = new Set([
   'mode', 'host', 'port', 'groups', 'ciphers', 'sigalgs', 'cert', 'key', 'ca', 'servername', 'alpn',
   'requestCert', 'rejectUnauthorized', 'minVersion', 'maxVersion', 'sessionTickets', 'sessionTimeout',
-  'reconnect', 'echo', 'hashOnly', 'behaviour', 'send', 'sendFile', 'sendThenHash', 'halfClose', 'expect', 'chunk',
+  'reconnect', 'ports', 'echo', 'hashOnly', 'behaviour', 'send', 'sendFile', 'sendThenHash', 'halfClose', 'expect', 'chunk',
   'seed', 'timeout', 'maxSendFragment', 'keylogFile', 'trace', 'tap',
 ]);
 
