@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import functools
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -78,7 +80,7 @@ def cli_help(mode: str) -> str:
 def assert_cli_accepts(args: list[str]) -> None:
     """``args`` = [mode, --flag, value, ...]: every --flag is one ``pqproxy MODE --help`` lists."""
     mode, *rest = args
-    assert mode in ("server", "client"), args
+    assert mode in ("server", "client", "probe"), args
     known = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", cli_help(mode)))
     for token in rest:
         if token.startswith("--"):
@@ -296,3 +298,89 @@ def test_kubernetes_sidecar_manifest(mode: str) -> None:
         assert config["listen"] == "127.0.0.1:9000"
         app = next(c for c in spec["containers"] if c["name"] == "app")
         assert any("127.0.0.1:9000" in e.get("value", "") for e in app.get("env", []))
+
+
+# --- the probe campaign (an Indexed Job and a merge Job) -------------------------------------------------------
+
+CAMPAIGN = DEPLOY / "kubernetes" / "probe-campaign.yaml"
+
+
+def _flag(args: list[str], name: str) -> str:
+    assert name in args, f"{name} missing from {args}"
+    return args[args.index(name) + 1]
+
+
+def _campaign() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    docs = [d for d in yaml.safe_load_all(CAMPAIGN.read_text()) if d]
+    assert [d["kind"] for d in docs] == ["ConfigMap", "PersistentVolumeClaim", "Job", "Job"]
+    config_map, claim, shards, merge = docs
+    return config_map, claim, shards, merge
+
+
+def test_probe_campaign_manifest() -> None:
+    from pqproxy.probe.campaign import read_targets
+
+    config_map, claim, shards, merge = _campaign()
+    spec = shards["spec"]
+    assert spec["completionMode"] == "Indexed" and 1 <= spec["parallelism"] <= spec["completions"]
+    count = spec["completions"]
+    pod = shards["spec"]["template"]
+    (shard,) = pod["spec"]["containers"]
+    args = shard["args"]
+    assert args[0] == "probe"
+    assert_cli_accepts(args)
+    assert _flag(args, "--shard") == f"auto/{count}", "--shard's N is the Job's completions"
+    assert "$(JOB_COMPLETION_INDEX)" in _flag(args, "--json")
+    assert {"--exit-zero", "--no-raw"} <= set(args) and float(_flag(args, "--rate")) > 0
+    # the targets file is the ConfigMap's, and every line of it is a target
+    volume, key = _mounted_file(pod, shard, _flag(args, "--targets"))
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    assert list(read_targets(config_map["data"][key].splitlines(), key))
+    # the merge reads exactly the shards' reports, from the same claim
+    merge_pod = merge["spec"]["template"]
+    (merger,) = merge_pod["spec"]["containers"]
+    assert merger["args"][:2] == ["probe", "merge"]
+    assert_cli_accepts(["probe", *merger["args"][2:]])
+    files = [a for a in merger["args"][2:] if a.endswith(".json") and not a.endswith("all.json")]
+    assert files == [_flag(args, "--json").replace("$(JOB_COMPLETION_INDEX)", str(i)) for i in range(count)]
+    claims = {v["persistentVolumeClaim"]["claimName"] for p in (pod, merge_pod) for v in p["spec"]["volumes"]
+              if "persistentVolumeClaim" in v}
+    assert claims == {claim["metadata"]["name"]} and "ReadWriteMany" in claim["spec"]["accessModes"]
+    (wait,) = merge_pod["spec"]["initContainers"]
+    assert f"range({count})" in " ".join(wait["command"]), "the merge waits for every shard"
+    for p in (pod, merge_pod):
+        assert p["spec"]["securityContext"]["runAsNonRoot"] is True and p["spec"]["restartPolicy"] == "Never"
+        for container in p["spec"]["containers"] + p["spec"].get("initContainers", []):
+            sc = container["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"]["drop"] == ["ALL"], container["name"]
+            assert {"requests", "limits"} <= set(container["resources"]), container["name"]
+
+
+def test_probe_campaign_commands_run_as_the_jobs_would(tmp_path: Path) -> None:
+    """The manifest's own command lines, with the Job controller's JOB_COMPLETION_INDEX, /targets and /results
+    pointed at a loopback targets file and a directory here: the shards, then the merge and its exit status."""
+    from tests.procs import free_port
+
+    _, _, shards, merge = _campaign()
+    count = shards["spec"]["completions"]
+    (targets := tmp_path / "targets.txt").write_text("".join(f"127.0.0.1:{free_port()} t{i}.test\n"
+                                                             for i in range(6)))
+    results = tmp_path / "results"
+    results.mkdir()
+
+    def here(arg: str) -> str:
+        return arg.replace("/targets/targets.txt", str(targets)).replace("/results", str(results))
+
+    for index in range(count):
+        args = [here(a).replace("$(JOB_COMPLETION_INDEX)", str(index))
+                for a in shards["spec"]["template"]["spec"]["containers"][0]["args"]]
+        done = subprocess.run([sys.executable, "-m", "pqproxy", *args], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "JOB_COMPLETION_INDEX": str(index)})
+        assert done.returncode == 0, done.stderr  # --exit-zero: the shard's pod succeeds
+    merged = subprocess.run([sys.executable, "-m", "pqproxy",
+                             *[here(a) for a in merge["spec"]["template"]["spec"]["containers"][0]["args"]]],
+                            capture_output=True, text=True, timeout=300)
+    assert merged.returncode == 2, merged.stderr  # closed ports: the campaign could not probe them
+    report = json.loads((results / "all.json").read_text())
+    assert sorted(t["index"] for t in report["targets"]) == list(range(6))
+    assert (results / "all.xml").exists() and (results / "all.html").exists()

@@ -108,7 +108,10 @@ def test_many_targets_from_a_file(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stdout  # one target unreachable
     report = json.loads((tmp_path / "r.json").read_text())
     by_target = {t["target"]: t for t in report["targets"]}
-    assert [t["target"] for t in report["targets"]] == [f"{HOST}:{s.port}" for s in servers] + [f"{HOST}:{closed}"]
+    # Streamed (no terminal): written as each target finished; "index" is its place in the file.
+    in_file_order = sorted(report["targets"], key=lambda t: t["index"])
+    assert [t["target"] for t in in_file_order] == [f"{HOST}:{s.port}" for s in servers] + [f"{HOST}:{closed}"]
+    assert [t["index"] for t in in_file_order] == [0, 1, 2, 3]
     assert all(by_target[f"{HOST}:{s.port}"]["reachable"] and not by_target[f"{HOST}:{s.port}"]["diagnoses"]
                for s in servers)
     assert by_target[f"{HOST}:{closed}"]["reachable"] is False

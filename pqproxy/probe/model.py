@@ -172,6 +172,7 @@ class TargetReport:
     # Seconds an attempt waited for an answer at the end: learned from the target's answers (runner.py)
     answer_timeout_s: float | None = None
     duration_s: float = 0.0
+    index: int | None = None  # the target's position among those given (the file's order): orders merged shards
 
     def failed_probes(self) -> list[ProbeResult]:
         return [r for r in self.results if r.verdict == FAIL]
@@ -230,6 +231,7 @@ class RunReport:
                 diagnoses=[Diagnosis(**d) for d in t.get("diagnoses", [])],
                 readiness=readiness, populations=dict(t.get("populations", {})),
                 answer_timeout_s=t.get("answer_timeout_s"), duration_s=t.get("duration_s", 0.0),
+                index=t.get("index"),
             ))
         return cls(suite=data["suite"], started=data["started"], version=data["version"], targets=targets,
                    regressions=list(data.get("regressions", [])))

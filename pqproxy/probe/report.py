@@ -15,6 +15,7 @@ import math
 import re
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -174,37 +175,10 @@ def render_lines(report: RunReport, console: Console, baseline: RunReport | None
     """The report for logs: one line per probe, per diagnosis and per target, every line whole (never wrapped or
     cut), each led by the target so that ``grep`` finds all of one target's lines. Plain text, no styles."""
     regressions = set(report.regressions)
-
-    def say(text: str) -> None:
-        console.print(Text(text), soft_wrap=True, highlight=False, markup=False, crop=False)
-
+    say = say_to(console)
     say(f"pqproxy probe suite={report.suite} started={report.started} version={report.version}")
     for t in report.targets:
-        if not t.reachable:
-            say(f"{t.target} UNREACHABLE {t.error or ''}".rstrip())
-        if t.readiness is not None:
-            say(f"{t.target} readiness {t.readiness.verdict}: {t.readiness.summary}")
-        if t.populations:
-            say(f"{t.target} clients: {populations_text(t)}")
-        for r in t.results:
-            shown = _verdict(t, r)
-            line = (f"{t.target} probe {r.spec.id} {shown.upper()} profile={r.spec.profile} delivery={r.spec.delivery} "
-                    f"hello={r.hello_size or '-'} outcome={_describe(r)}")
-            if r.reason and r.verdict != PASS:
-                line += f" reason={r.reason}"
-            if _regression_key(t.target, r.spec.id) in regressions:
-                line += " REGRESSION"
-            say(line)
-        for d in t.diagnoses:
-            say(f"{t.target} DIAGNOSIS {d.id}: {d.summary}")
-            facts = _diagnosis_facts(d)
-            if facts:
-                say(f"{t.target} DIAGNOSIS {d.id} {'; '.join(facts)}")
-            if d.workaround:
-                say(f"{t.target} WORKAROUND {d.id}: {workaround_text(d)}")
-        if t.reachable and not t.diagnoses:
-            say(f"{t.target} " + ("failing probes, but no known breakage pattern matched" if t.failed_probes()
-                                  else "no breakage found"))
+        target_lines(t, say, regressions)
     for t in report.targets:
         say("SUMMARY " + _summary_line(t).plain)
     for key in report.regressions:
@@ -214,6 +188,49 @@ def render_lines(report: RunReport, console: Console, baseline: RunReport | None
             say("no regressions against the baseline")
         for key in new_failures(report, baseline):
             say(f"NEW FAILURE {key}")
+
+
+def say_to(console: Console) -> Callable[[str], None]:
+    """Print whole lines: never wrapped, cut or styled (a log line each)."""
+    def say(text: str) -> None:
+        console.print(Text(text), soft_wrap=True, highlight=False, markup=False, crop=False)
+
+    return say
+
+
+def summary_text(t: TargetReport) -> str:
+    return "SUMMARY " + _summary_line(t).plain
+
+
+def target_lines(t: TargetReport, say: Callable[[str], None], regressions: set[str] | None = None) -> None:
+    """One target's lines of the line report (``render_lines``): readiness, clients, a line per probe, per
+    diagnosis and workaround, and the verdict."""
+    regressions = regressions or set()
+    if not t.reachable:
+        say(f"{t.target} UNREACHABLE {t.error or ''}".rstrip())
+    if t.readiness is not None:
+        say(f"{t.target} readiness {t.readiness.verdict}: {t.readiness.summary}")
+    if t.populations:
+        say(f"{t.target} clients: {populations_text(t)}")
+    for r in t.results:
+        shown = _verdict(t, r)
+        line = (f"{t.target} probe {r.spec.id} {shown.upper()} profile={r.spec.profile} delivery={r.spec.delivery} "
+                f"hello={r.hello_size or '-'} outcome={_describe(r)}")
+        if r.reason and r.verdict != PASS:
+            line += f" reason={r.reason}"
+        if _regression_key(t.target, r.spec.id) in regressions:
+            line += " REGRESSION"
+        say(line)
+    for d in t.diagnoses:
+        say(f"{t.target} DIAGNOSIS {d.id}: {d.summary}")
+        facts = _diagnosis_facts(d)
+        if facts:
+            say(f"{t.target} DIAGNOSIS {d.id} {'; '.join(facts)}")
+        if d.workaround:
+            say(f"{t.target} WORKAROUND {d.id}: {workaround_text(d)}")
+    if t.reachable and not t.diagnoses:
+        say(f"{t.target} " + ("failing probes, but no known breakage pattern matched" if t.failed_probes()
+                              else "no breakage found"))
 
 
 def _render_target(t: TargetReport, console: Console, regressions: set[str]) -> None:

@@ -25,7 +25,7 @@ import socket
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from .. import __version__
 from ..processes import stop_process
 from . import checks as catalogue
 from . import model
+from .campaign import Pacer
 from .delivery import parse_shape, wire_bytes
 from .engine import Target, run_kernel_attempt, run_raw_attempt
 from .model import Outcome, ProbeResult, ProbeSpec, RunReport, TargetReport
@@ -66,6 +67,7 @@ class RunOptions:
     on_result: ProgressHook | None = None
     raw_available: bool | None = None  # None: find out (root, nftables, scapy)
     notes: list[str] = field(default_factory=list)
+    pacer: Pacer | None = None  # --rate: at most so many new connections a second in this process
 
 
 def raw_capability() -> tuple[bool, str]:
@@ -126,6 +128,8 @@ class TargetRun:
     async def attempt(self, spec: ProbeSpec, patience: float = 1.0) -> tuple[int, int, Outcome]:
         hello = build_probe_hello(spec.profile, self.target.server_name, size=spec.size, options=spec.options)
         shape = parse_shape(spec.delivery)
+        if self.options.pacer is not None:
+            await self.options.pacer.wait()
         pause = self.suite.pause if shape.pause is None else shape.pause
         timeout = min(self.suite.timeout, self.timeout * patience)
         if shape.quic:
@@ -487,22 +491,38 @@ def _raw_decision(suite: Suite, options: RunOptions) -> tuple[bool, str]:
     return ok, note
 
 
-async def run_suite(targets: list[Target], suite: Suite, options: RunOptions) -> RunReport:
-    if len(targets) > MAX_TARGETS:
-        raise ValueError(f"at most {MAX_TARGETS} targets per run")
-    report = RunReport(suite=suite.name, started=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                       version=__version__)
-    slots: list[TargetReport | None] = [None] * len(targets)
-    limiter = trio.CapacityLimiter(max(1, options.concurrency))
+def new_report(suite: Suite) -> RunReport:
+    return RunReport(suite=suite.name, started=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                     version=__version__)
+
+
+async def run_stream(targets: Iterable[tuple[int, Target]], suite: Suite, options: RunOptions,
+                     done: Callable[[TargetReport], None]) -> None:
+    """Probe ``targets`` ((position, target), read one at a time), ``concurrency`` at once, handing each report
+    to ``done`` as it finishes: memory holds the targets in flight, never the run."""
+    slots = trio.Semaphore(max(1, options.concurrency))
 
     async def one(index: int, target: Target) -> None:
-        async with limiter:
-            slots[index] = await probe_target(target, suite, options)
+        try:
+            report = await probe_target(target, suite, options)
+            report.index = index
+            done(report)
+        finally:
+            slots.release()
 
     async with trio.open_nursery() as nursery:
-        for index, target in enumerate(targets):
+        for index, target in targets:
+            await slots.acquire()
             nursery.start_soon(one, index, target)
-    report.targets = [t for t in slots if t is not None]
+
+
+async def run_suite(targets: list[Target], suite: Suite, options: RunOptions) -> RunReport:
+    if len(targets) > MAX_TARGETS:
+        raise ValueError(f"at most {MAX_TARGETS} targets in one report (stream them: --json and the line report, "
+                         "or shards and probe merge)")
+    report = new_report(suite)
+    await run_stream(enumerate(targets), suite, options, report.targets.append)
+    report.targets.sort(key=lambda t: t.index or 0)
     return report
 
 
