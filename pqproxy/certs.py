@@ -18,7 +18,7 @@ import argparse
 import ipaddress
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -268,10 +268,13 @@ def write_dev_pki(
 
 
 def write_kme_pki(out_dir: Path, saes: Sequence[str], server_names: Sequence[str] = ("localhost", "127.0.0.1"),
-                  alg: str = "ecdsa", days: int = DEFAULT_DAYS) -> dict[str, Path]:
+                  alg: str = "ecdsa", days: int = DEFAULT_DAYS,
+                  sites: Mapping[str, Sequence[str]] | None = None) -> dict[str, Path]:
     """The PKI of an ETSI GS QKD 014 deployment: a CA, the KME's server certificate (``kme.pem``/``kme.key``)
     and one client certificate per SAE whose CN is the SAE ID (``<sae>.pem``/``<sae>.key``): the KME knows
-    which SAE calls from its certificate. Returns the paths by name (``ca``, ``ca_key``, ``kme``, ``kme_key``,
+    which SAE calls from its certificate. With ``sites`` (a network's site -> its KME's names), a server
+    certificate per site too, ``kme-<site>.pem``/``.key``, from the same CA. Returns the paths by name (``ca``,
+    ``ca_key``, ``kme``, ``kme_key``,
     and each SAE ID with ``<sae>_key``). Existing files are replaced (a simulator's PKI is disposable)."""
     general_names(server_names)
     not_before = datetime.now(UTC) - BACKDATE
@@ -284,6 +287,8 @@ def write_kme_pki(out_dir: Path, saes: Sequence[str], server_names: Sequence[str
     _write(paths["ca"], _cert_pem(ca), 0o644)
     _write(paths["ca_key"], _key_pem(ca_key), 0o600)
     leaves = [("kme", "kme", list(server_names), ExtendedKeyUsageOID.SERVER_AUTH)]
+    leaves += [(f"kme-{site}", f"kme {site}", list(names), ExtendedKeyUsageOID.SERVER_AUTH)
+               for site, names in (sites or {}).items()]
     leaves += [(sae, sae, [], ExtendedKeyUsageOID.CLIENT_AUTH) for sae in saes]
     for name, common_name, names, purpose in leaves:
         key = generate_key(alg)

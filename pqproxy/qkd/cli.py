@@ -28,7 +28,11 @@ def add_kme_subparser(sub: Any) -> None:
         "of its client certificate.")
     p.add_argument("--listen", type=_address, default=("127.0.0.1", 8443), metavar="H:P",
                    help="the API (default 127.0.0.1:8443)")
-    p.add_argument("--sae", action="append", required=True, metavar="ID", help="an SAE ID (repeat: at least two)")
+    p.add_argument("--sae", action="append", metavar="ID", help="an SAE ID (repeat: at least two)")
+    p.add_argument("--topology", type=Path, metavar="FILE",
+                   help="a network instead of one link: sites (each its own KME at its own address), QKD links, "
+                        "pairs' excluded trusted nodes (TOML; see pqproxy/qkd/network.py); keys between sites with "
+                        "no direct link are relayed through trusted nodes")
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="write ca.pem, kme.pem/kme.key and <sae>.pem/<sae>.key here (kept if already there)")
     p.add_argument("--cert", metavar="FILE", help="the KME's server certificate (instead of --out)")
@@ -69,6 +73,12 @@ def _pki(args: argparse.Namespace) -> tuple[str, str, str]:
 def run_kme(args: argparse.Namespace) -> int:
     import trio
 
+    if args.topology is not None:
+        return run_network(args)
+    if not args.sae:
+        print("pqproxy kme: give --sae (at least two) for one link, or --topology FILE for a network", file=sys.stderr)
+        return 2
+
     from .kme import KeyStore, serve_kme, server_context
     from .link import Link, LinkParameters
 
@@ -104,6 +114,51 @@ def run_kme(args: argparse.Namespace) -> int:
                               "control": "{}:{}".format(*bound["control"]) if "control" in bound else None,
                               "saes": saes, "ca": ca, "link": store.status(saes[0], saes[1]).status_extension}),
                   flush=True)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(main)
+    return 0
+
+
+def run_network(args: argparse.Namespace) -> int:
+    """``pqproxy kme --topology FILE --out DIR``: every site's KME, and the control endpoint."""
+    import tomllib
+
+    import trio
+
+    from ..certs import write_kme_pki
+    from .network import Network, TopologyError, parse_topology
+    from .network_kme import serve_network
+
+    if args.out is None:
+        print("pqproxy kme: --topology needs --out DIR (the network's PKI is written there)", file=sys.stderr)
+        return 2
+    if args.control is not None and not (args.control[0].startswith("127.") or args.control[0] in ("::1", "localhost")):
+        print("pqproxy kme: --control has no authentication: it must listen on loopback", file=sys.stderr)
+        return 2
+    try:
+        topology = parse_topology(tomllib.loads(args.topology.read_text()), str(args.topology))
+    except (OSError, tomllib.TOMLDecodeError, TopologyError) as exc:
+        print(f"pqproxy kme: {exc}", file=sys.stderr)
+        return 2
+    saes = [sae for site in topology.sites for sae in site.saes]
+    sites = {s.name: ("localhost", "127.0.0.1", s.listen[0]) for s in topology.sites}
+    wanted = [args.out / f"{n}.pem" for n in ("ca", *saes, *(f"kme-{s}" for s in sites))]
+    if not all(p.exists() for p in wanted):
+        write_kme_pki(args.out, saes, sites=sites)
+    network = Network(topology)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(functools.partial(serve_network, network, args.out, control=args.control))
+            print(json.dumps({"event": "kme_ready", "sites": {k: "{}:{}".format(*v) for k, v in bound.items()
+                                                              if k != "control"},
+                              "control": "{}:{}".format(*bound["control"]) if "control" in bound else None,
+                              "links": [ln.spec.name for ln in network.links.values()],
+                              "ca": str(args.out / "ca.pem")}), flush=True)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:
                     nursery.cancel_scope.cancel()

@@ -35,7 +35,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote
 
 import h11
@@ -202,8 +202,21 @@ def _common_name(stream: trio.SSLStream[Any]) -> str | None:
     return None
 
 
+class KeyService(Protocol):
+    """What the API serves: one link's ``KeyStore``, or one site of a network (``network.SiteStore``)."""
+
+    misbehaving: str
+
+    @property
+    def saes(self) -> Sequence[str]: ...  # the SAEs that may call this KME
+
+    def status(self, master: str, slave: str) -> Status: ...
+    def enc_keys(self, master: str, slave: str, request: KeyRequest) -> KeyContainer: ...
+    def dec_keys(self, slave: str, master: str, ids: Sequence[str]) -> KeyContainer: ...
+
+
 class KMEServer(HTTPServer):
-    def __init__(self, store: KeyStore, context: ssl.SSLContext) -> None:
+    def __init__(self, store: KeyService, context: ssl.SSLContext) -> None:
         async def wrap(tcp: trio.SocketStream) -> trio.SSLStream[Any]:
             stream = trio.SSLStream(tcp, context, server_side=True)
             await stream.do_handshake()

@@ -123,6 +123,7 @@ class Link:
             raise ValueError("the intercepted fraction must be between 0 and 1")
         self.accrue(now)  # bits made before the change are made at the old rate
         self.eavesdropper = fraction
+        self.read(now)  # an abort, or the start of the recovery, dates from the change, not from the next look
 
     def read(self, now: float) -> LinkReading:
         qber, per_pulse, eta = steady_state(self.parameters, self.eavesdropper)
