@@ -9,6 +9,8 @@
 #   iptables  - iptables-legacy: the lab's NFQUEUE rule (this kernel's nf_tables has no queue expression)
 #   iproute2  - ip netns, veth, ss: the lab's namespaces
 #   openssl   - the command line users make their private PKIs with (tests/openssl_pki.py)
+#   prometheus - promtool checks and unit-tests deploy/monitoring's rules; a real prometheus scrapes the QKD
+#               network and the sidecars (tests/test_monitoring.py)
 # Already installed -> print versions and stop. Otherwise, as root: apt-get update once, then install.
 # Outside CI a machine where that is impossible (not root, no apt-get) only gets a warning: those tests then
 # skip and say how to install. In CI (CI=true) anything missing fails the run.
@@ -17,7 +19,7 @@ set -euo pipefail
 # package:command pairs
 wanted=("chromium:chromium" "haproxy:haproxy" "nginx:nginx" "libnginx-mod-stream:/usr/lib/nginx/modules/ngx_stream_module.so"
         "squid-openssl:/usr/share/doc/squid-openssl" "tcpdump:tcpdump" "nftables:nft"
-        "iptables:iptables-legacy" "iproute2:ss" "openssl:openssl")
+        "iptables:iptables-legacy" "iproute2:ss" "openssl:openssl" "prometheus:promtool")
 
 give_up() {
     if [ "${CI:-}" = "true" ]; then
@@ -48,4 +50,4 @@ if [ "${#missing[@]}" -gt 0 ]; then
         have "${pair#*:}" || give_up "${pair%%:*} installed but ${pair#*:} is not on PATH"
     done
 fi
-echo "system: $(chromium --version 2>/dev/null); $(haproxy -v 2>/dev/null | head -1); $(nginx -v 2>&1); $(squid -v 2>/dev/null | head -1); $(tcpdump --version 2>&1 | head -1); $(nft --version); $(iptables-legacy --version)"
+echo "system: $(chromium --version 2>/dev/null); $(haproxy -v 2>/dev/null | head -1); $(nginx -v 2>&1); $(squid -v 2>/dev/null | head -1); $(tcpdump --version 2>&1 | head -1); $(nft --version); $(iptables-legacy --version); $(promtool --version 2>&1 | head -1)"

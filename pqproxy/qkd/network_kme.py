@@ -71,13 +71,22 @@ class NetworkCollector(Collector):
                                       "Key requests refused (503: no route, or a hop without key).", labels=["pair"])
         requests = CounterMetricFamily("pqproxy_qkd_network_pair_requests", "Key requests of a pair.",
                                        labels=["pair"])
+        route_rate = GaugeMetricFamily("pqproxy_qkd_network_pair_route_key_rate_bits_per_second",
+                                       "The key rate a pair's route can sustain now: the least over its hops of the "
+                                       "link's rate less what other pairs draw (0: no route).", labels=["pair"])
+        hops = GaugeMetricFamily("pqproxy_qkd_network_pair_route_hops", "QKD links on a pair's route now (0: none).",
+                                 labels=["pair"])
         for pair, stats in net.pairs.items():
             label = pair_label(pair)
             keys.add_metric([label], stats.keys)
             bits.add_metric([label], stats.bits)
             refused.add_metric([label], stats.refused)
             requests.add_metric([label], stats.requests)
-        yield from (keys, bits, refused, requests)
+            master, slave = sorted(pair)
+            extension = net.status(master, slave).status_extension or {}
+            route_rate.add_metric([label], extension.get("route_key_rate_bps") or 0.0)
+            hops.add_metric([label], len(extension.get("route") or [None]) - 1)
+        yield from (keys, bits, refused, requests, route_rate, hops)
         relayed = CounterMetricFamily("pqproxy_qkd_network_trusted_node_keys",
                                       "Keys a site saw in the clear as a trusted node on their route.", labels=["site"])
         for site in net.sites.values():
