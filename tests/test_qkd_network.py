@@ -42,6 +42,9 @@ RING = {
              {"a": "C", "b": "D", "length_km": 30}, {"a": "D", "b": "A", "length_km": 30}],
 }
 
+# A three-site ring: the chain A-B-C and a long direct fibre A-C (the demo's network).
+TRIANGLE = {"site": CHAIN["site"], "link": [*CHAIN["link"], {"a": "A", "b": "C", "length_km": 120}]}
+
 
 class Clock:
     def __init__(self) -> None:
@@ -209,11 +212,11 @@ def keyed(sidecar: Sidecar, n: int) -> list[dict[str, Any]]:
     return sidecar.wait_count(lambda r: r.get("mode") == "server" and "event" not in r, n)
 
 
-@pytest.mark.parametrize("shape", ["chain", "ring"])
+@pytest.mark.parametrize("shape", ["chain", "triangle", "ring"])
 def test_sidecars_key_handshakes_through_trusted_nodes(pki: dict[str, Path], upstream: Backend, tmp_path: Path,
                                                        shape: str) -> None:
     """alice's client sidecar asks site A's KME, carol's server sidecar site C's; neither knows about B (or D)."""
-    kme = NetworkKME(tmp_path, CHAIN if shape == "chain" else RING)
+    kme = NetworkKME(tmp_path, {"chain": CHAIN, "triangle": TRIANGLE, "ring": RING}[shape])
     server = client = None
     try:
         server = Sidecar("server", server_args(pki, upstream.address, *kme.qkd("carol", "C", "require")))
@@ -227,14 +230,18 @@ def test_sidecars_key_handshakes_through_trusted_nodes(pki: dict[str, Path], ups
         metrics = kme.get("/metrics")
         assert 'pqproxy_qkd_network_trusted_node_keys_total{site="B"} 1.0' in metrics
         assert 'pqproxy_qkd_network_pair_keys_total{pair="alice-carol"} 1.0' in metrics
-        if shape == "ring":
+        if shape != "chain":
             kme.eavesdrop("A-B", 0.5)  # the QBER crosses the abort threshold: A-B makes no key
-            assert kme.get("/status?master=alice&slave=carol")["status_extension"]["route"] == ["A", "D", "C"]
+            around = ["A", "D", "C"] if shape == "ring" else ["A", "C"]
+            assert kme.get("/status?master=alice&slave=carol")["status_extension"]["route"] == around
             for i in range(5):  # connections keep being keyed, the other way round the ring
                 assert roundtrip(client.port, b"around %d" % i) == b"around %d" % i
             records = keyed(server, 6)
             assert all(r["qkd"] == "keyed" for r in records), records
-            assert 'pqproxy_qkd_network_trusted_node_keys_total{site="D"} 5.0' in kme.get("/metrics")
+            if shape == "ring":
+                assert 'pqproxy_qkd_network_trusted_node_keys_total{site="D"} 5.0' in kme.get("/metrics")
+            else:  # the direct fibre: no trusted node saw those keys
+                assert 'pqproxy_qkd_network_trusted_node_keys_total{site="B"} 1.0' in kme.get("/metrics")
             links = {ln["link"]: ln for ln in kme.get("/links")}
             assert links["A-B"]["link_state"] == "aborted" and links["A-B"]["disturbances"] == 1
     finally:
