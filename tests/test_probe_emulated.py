@@ -407,6 +407,10 @@ def test_silent_hold_is_diagnosed_like_a_reset_with_learned_waits(backends: Back
     assert _verdicts(resetting) == _verdicts(silent)
     held, reset = diagnosis(silent, "size-threshold"), diagnosis(resetting, "size-threshold")
     assert (held.threshold, held.evidence) == (reset.threshold, reset.evidence)
+    # The box judges only the first hello: the HelloRetryRequest route (a small first hello, the large one second)
+    # gets through, and the workaround says so, checked.
+    assert "HelloRetryRequest" in held.workaround and held.workaround_checked is True
+    assert held.workaround_evidence == ["size/1487", "hrr/classical-first"], held.workaround_evidence
     assert any("timeout" in r.reason for r in silent.results if r.verdict == model.FAIL)
     assert silent.answer_timeout_s is not None and silent.answer_timeout_s < suite.timeout
     planned = [s.id for s in plan(suite, raw=False)]

@@ -598,6 +598,12 @@ def add_workaround(d: Diagnosis, j: Judged) -> None:
         probes = (passing.spec.id,) if passing is not None else ()
         d.workaround = f"keep the hello under {d.threshold} bytes (one key share, no padding), or " + \
             text.split(", or ", 1)[1]
+        hrr = j.get(_HRR_ROUTE[0])
+        if hrr is not None and hrr.verdict == model.PASS and hrr.outcome.hello_retry:
+            # Gear that caps only the first hello lets the second, large one through: shown, so say it.
+            d.workaround += ("; or a small first hello that names the hybrid group without its share (the server "
+                             "asks for it by HelloRetryRequest)")
+            probes = (*probes, hrr.spec.id)
     present = [p for p in probes if j.get(p) is not None]
     if not present:
         d.workaround_checked = None
