@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import sidecars
-from pqproxy.processes import stop_process
 
 HEALTHY_EVERY = 100
 MAX_HELD = 10_000  # the probe's cap on targets held in one report
@@ -51,14 +50,7 @@ def run(counts: list[int]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pqproxy-bench-campaign-") as tmp:
         work = Path(tmp)
         pki = write_dev_pki(work / "pki", alg="ecdsa", names=("localhost", "127.0.0.1"))
-        port, upstream_port = sidecars._free_port(), sidecars._free_port()
-        upstream = sidecars._echo_upstream(upstream_port)
-        server = subprocess.Popen([sys.executable, "-m", "pqproxy", "server", "--listen", f"127.0.0.1:{port}",
-                                   "--upstream", f"127.0.0.1:{upstream_port}", "--cert", str(pki["server"]), "--key",
-                                   str(pki["server_key"]), "--workers", "2"], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            time.sleep(2)
+        with sidecars.pqproxy_on_loopback(pki) as port:
             closed = sidecars._free_port()
             for count in sorted(counts):
                 listing = work / f"targets-{count}.txt"
@@ -73,9 +65,6 @@ def run(counts: list[int]) -> dict[str, Any]:
                 if count <= MAX_HELD:
                     results["held"][count] = _measure([*base, "--junit", str(work / "out.xml")], work)
                     print(f"held {count}: {results['held'][count]}", file=sys.stderr, flush=True)
-        finally:
-            stop_process(server, 15)
-            upstream.stop()
     return results
 
 

@@ -19,8 +19,6 @@ Run as ``python -m benchmarks.probe_speed [--baseline]``. Prints one JSON object
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +33,6 @@ from pqproxy.probe.engine import Target
 from pqproxy.probe.model import PASS, TargetReport
 from pqproxy.probe.runner import RunOptions, run_suite
 from pqproxy.probe.suite import load_suite
-from pqproxy.processes import stop_process
 
 PATHS = ("clean", "resetting", "silent-hold", "silent-split-drop")
 
@@ -66,32 +63,13 @@ def _summary(seconds: float, target: TargetReport) -> dict[str, Any]:
             "answer_timeout_s": target.answer_timeout_s, "probes": len(target.results)}
 
 
-def _wait_listening(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError("pqproxy server did not start") from None
-            time.sleep(0.1)
-
-
 def measure(baseline: bool = False) -> dict[str, Any]:
     from pqproxy.certs import write_dev_pki
 
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="pqproxy-bench-probe-speed-") as tmp:
         pki = write_dev_pki(Path(tmp), alg="ecdsa", names=("localhost", "127.0.0.1"))
-        port, upstream_port = sidecars._free_port(), sidecars._free_port()
-        upstream = sidecars._echo_upstream(upstream_port)
-        server = subprocess.Popen([sys.executable, "-m", "pqproxy", "server", "--listen", f"127.0.0.1:{port}",
-                                   "--upstream", f"127.0.0.1:{upstream_port}", "--cert", str(pki["server"]), "--key",
-                                   str(pki["server_key"]), "--workers", "1"], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            _wait_listening(port)
+        with sidecars.pqproxy_on_loopback(pki) as port:
             for path in PATHS:
                 box = _emulator(path, port)
                 try:
@@ -108,9 +86,6 @@ def measure(baseline: bool = False) -> dict[str, Any]:
                         box.stop()
                 results[path] = row
                 print(f"{path}: {json.dumps(row)}", file=sys.stderr, flush=True)
-        finally:
-            stop_process(server, 15)
-            upstream.stop()
     return results
 
 

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import engine, sidecars
-from pqproxy.processes import stop_process
 
 
 def probe_suite_seconds() -> float:
@@ -42,21 +41,11 @@ def probe_suite_seconds() -> float:
 
     with tempfile.TemporaryDirectory(prefix="pqproxy-bench-probe-") as tmp:
         pki = write_dev_pki(Path(tmp), alg="ecdsa", names=("localhost", "127.0.0.1"))
-        port, upstream_port = sidecars._free_port(), sidecars._free_port()
-        upstream = sidecars._echo_upstream(upstream_port)
-        server = subprocess.Popen([sys.executable, "-m", "pqproxy", "server", "--listen", f"127.0.0.1:{port}",
-                                   "--upstream", f"127.0.0.1:{upstream_port}", "--cert", str(pki["server"]), "--key",
-                                   str(pki["server_key"]), "--workers", "1"], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            time.sleep(1.5)
+        with sidecars.pqproxy_on_loopback(pki) as port:
             started = time.monotonic()
             subprocess.run([sys.executable, "-m", "pqproxy", "probe", f"127.0.0.1:{port}", "--sni", "localhost",
                             "--suite", "default", "--no-raw", "-q"], capture_output=True, timeout=300, check=False)
             return round(time.monotonic() - started, 1)
-        finally:
-            stop_process(server, 15)
-            upstream.stop()
 
 
 def soak_run(quick: bool) -> dict[str, Any]:

@@ -34,7 +34,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,22 @@ def _server(kind: str, port: int, upstream: int, pki: dict[str, Path], connect: 
 
 
 KINDS = ("pqproxy", "node")
+
+
+@contextmanager
+def pqproxy_on_loopback(pki: dict[str, Path]) -> Iterator[int]:
+    """A ``pqproxy server`` (one worker) in front of the Node echo service, listening: its port. For the harnesses
+    that probe a healthy target (run.py's probe suite, probe_speed.py, probe_campaign.py)."""
+    port, upstream_port = _free_port(), _free_port()
+    upstream = _echo_upstream(upstream_port)
+    try:
+        server = _server("pqproxy", port, upstream_port, pki)
+        try:
+            yield port
+        finally:
+            server.stop()
+    finally:
+        upstream.stop()
 
 
 def paired_rounds(pki: dict[str, Path], settings: Settings, floor: Callable[[], float] | None = None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,18 +137,28 @@ class _KME:
             raise RuntimeError(f"pqproxy kme exited with {self.proc.wait(TIMEOUT)}")
         self.ready = json.loads(line)
 
-    def control(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.control_port}{path}",
-                                         data=json.dumps(body).encode() if body is not None else None,
-                                         method="POST" if body is not None else "GET")
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            result: dict[str, Any] = json.loads(response.read())
-            return result
+    def control(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return _control(self.control_port, path, body)
 
     def stop(self) -> None:
         stop_process(self.proc, TIMEOUT)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+def _control(port: int, path: str, body: dict[str, Any] | None = None) -> Any:
+    """A KME simulator's control endpoint: GET, or POST ``body`` as JSON; the JSON answer."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     method="POST" if body is not None else "GET")
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        return json.loads(response.read())
+
+
+def _table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in (*rows, headers)) for i in range(len(headers))]
+    for row in (headers, *rows):
+        print("  " + "  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row)).rstrip())
 
 
 def _through(sidecar: _Sidecar, port: int) -> tuple[bool, dict[str, Any]]:
@@ -227,10 +238,7 @@ def qkd_demo(pki: Path, echo_port: int) -> bool:
             sidecar.stop()
         kme.stop()
     print("\nQKD-keyed pipe: two sidecars, a KME simulator (ETSI GS QKD 014 over mTLS) and a simulated BB84 link\n")
-    headers = ("phase", "link", "client --qkd prefer", "client --qkd require")
-    widths = [max(len(r[i]) for r in (*rows, headers)) for i in range(4)]
-    for row in (headers, *rows):
-        print("  " + "  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row)).rstrip())
+    _table(("phase", "link", "client --qkd prefer", "client --qkd require"), rows)
     print("\nThe prefer client's metrics:")
     for line in metrics:
         print(f"  {line}")
@@ -289,11 +297,7 @@ def network_demo(pki: Path, echo_port: int) -> bool:
                 "--qkd-ca", str(work / "pki" / "ca.pem")]
 
     def control(path: str, body: dict[str, Any] | None = None) -> Any:
-        request = urllib.request.Request(f"http://127.0.0.1:{ports['control']}{path}",
-                                         data=json.dumps(body).encode() if body is not None else None,
-                                         method="POST" if body is not None else "GET")
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            return json.loads(response.read())
+        return _control(ports["control"], path, body)
 
     server = _Sidecar(["server", "--listen", f"127.0.0.1:{ports['server']}", "--upstream", f"127.0.0.1:{echo_port}",
                        "--cert", str(pki / "server.pem"), "--key", str(pki / "server.key"), "--workers", "1",
@@ -337,10 +341,7 @@ def network_demo(pki: Path, echo_port: int) -> bool:
         kme.stdout.close()
     print("\nA QKD network: alice at site A, carol at site C; keys relayed through the trusted node B (A-B 40 km, "
           "B-C 40 km),\nor over the direct 95 km fibre A-C when A-B is down (pqproxy kme --topology)\n")
-    headers = ("phase", "link A-B", "route of alice-carol's keys", "trusted nodes; the connection")
-    widths = [max(len(r[i]) for r in (*rows, headers)) for i in range(4)]
-    for row in (headers, *rows):
-        print("  " + "  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row)).rstrip())
+    _table(("phase", "link A-B", "route of alice-carol's keys", "trusted nodes; the connection"), rows)
     print("\nThe network's KPIs (GET /metrics on its control endpoint; deploy/monitoring has rules and a dashboard):")
     for line in kpis:
         print(f"  {line}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,8 @@ from pqproxy.qkd.etsi014 import KeyRequest
 from pqproxy.qkd.kme import KMEFault
 from pqproxy.qkd.network import Network, TopologyError, parse_topology
 from tests.procs import free_port, stop_process
-from tests.sidecar_kit import HOST, Backend, Sidecar, client_args, server_args
+from tests.sidecar_kit import Backend, Sidecar, client_args, server_args
+from tests.test_qkd_sidecars import roundtrip
 
 CHAIN = {
     "site": [{"name": "A", "listen": "127.0.0.1:0", "saes": ["alice"]},
@@ -196,16 +196,6 @@ def upstream() -> Iterator[Backend]:
     backend = Backend("echo")
     yield backend
     backend.close()
-
-
-def roundtrip(port: int, data: bytes) -> bytes:
-    with socket.create_connection((HOST, port), timeout=10) as s:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        out = bytearray()
-        while chunk := s.recv(65536):
-            out += chunk
-        return bytes(out)
 
 
 def keyed(sidecar: Sidecar, n: int) -> list[dict[str, Any]]:

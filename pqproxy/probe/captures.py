@@ -152,6 +152,16 @@ def pqproxy_process(args: list[str]) -> Iterator[subprocess.Popen[str]]:
         _stop(proc)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A browser that exits without close_notify leaves its spare connections to be reset by pqproxy (a
+        # truncation is never passed on as an end): the backend is told, and that is no error of the capture's.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class _Backend:
     """A plain HTTP/1.1 server on 127.0.0.1 behind the pqproxy server: any GET gets a tiny page."""
 
@@ -176,8 +186,7 @@ class _Backend:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.port = int(self.server.server_address[1])
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
         self._thread.start()
@@ -265,19 +274,28 @@ def run_chromium(stack: Stack) -> str:
     args = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
             f"--ignore-certificate-errors-spki-list={_spki_sha256_b64(stack.server_cert)}",
             f"--host-resolver-rules=MAP {SNI} 127.0.0.1", "--dump-dom", f"https://{SNI}:{stack.port}/"]
-    env = {**os.environ, "HOME": str(stack.tmp), "TMPDIR": str(stack.tmp)}
-    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            env=env, start_new_session=True)
+    code, out, _ = _run_browser("Chromium", args, stack)
+    if b"captured" not in out:
+        raise CaptureError(f"Chromium did not load the page through pqproxy (exit {code})")
+    return _version([binary, "--version"])
+
+
+def _run_browser(name: str, args: list[str], stack: Stack, **env: str) -> tuple[int | None, bytes, bytes]:
+    """A headless browser to completion, bounded by CLIENT_TIMEOUT, in a home of its own under the capture's
+    directory and without the desktop's session: (exit code, stdout, stderr). Its whole session is stopped after,
+    so no helper process (Firefox's content processes) outlives the capture."""
+    environ = {**os.environ, "HOME": str(stack.tmp), "TMPDIR": str(stack.tmp), **env}
+    environ.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    environ.pop("DISPLAY", None)
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=environ, start_new_session=True)
     try:
-        out, _ = proc.communicate(timeout=CLIENT_TIMEOUT)
+        out, err = proc.communicate(timeout=CLIENT_TIMEOUT)
     except subprocess.TimeoutExpired:
-        raise CaptureError(f"Chromium did not finish within {CLIENT_TIMEOUT}s") from None
+        raise CaptureError(f"{name} did not finish within {CLIENT_TIMEOUT}s") from None
     finally:
         _stop(proc, group=True)
-    if b"captured" not in out:
-        raise CaptureError(f"Chromium did not load the page through pqproxy (exit {proc.returncode})")
-    return _version([binary, "--version"])
+    return proc.returncode, out, err
 
 
 def firefox_binary() -> str:
@@ -423,22 +441,11 @@ def run_firefox(stack: Stack) -> str:
     before = stack.backend.requests if stack.backend is not None else 0
     args = [binary, "--headless", "--no-remote", "--new-instance", "--profile", str(profile),
             "--screenshot", str(shot), f"https://{SNI}:{stack.port}/"]
-    env = {**os.environ, "HOME": str(stack.tmp), "TMPDIR": str(stack.tmp), "MOZ_CRASHREPORTER_DISABLE": "1",
-           "MOZ_HEADLESS": "1"}
-    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
-    env.pop("DISPLAY", None)
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=env, start_new_session=True)
-    try:
-        _, err = proc.communicate(timeout=CLIENT_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise CaptureError(f"Firefox did not finish within {CLIENT_TIMEOUT}s") from None
-    finally:
-        _stop(proc, group=True)  # Firefox's content processes are in its session: none outlives the capture
+    code, _, err = _run_browser("Firefox", args, stack, MOZ_CRASHREPORTER_DISABLE="1", MOZ_HEADLESS="1")
     loaded = stack.backend is not None and stack.backend.requests > before
     if not loaded:
         tail = err.decode("utf-8", "replace").strip()[-2000:] if err else ""
-        raise CaptureError(f"Firefox did not load the page through pqproxy (exit {proc.returncode}):\n{tail}")
+        raise CaptureError(f"Firefox did not load the page through pqproxy (exit {code}):\n{tail}")
     return _firefox_version(binary)
 
 

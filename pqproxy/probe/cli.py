@@ -164,17 +164,7 @@ def run_probe(args: argparse.Namespace) -> int:
 
     if baseline is not None:
         reports.apply_baseline(result, baseline)
-    if args.quiet:
-        for t in result.targets:
-            _quiet_line(t)
-    else:
-        reports.render_terminal(result, console, baseline=baseline)
-    if args.json:
-        reports.write_json(result, args.json)
-    if args.junit:
-        reports.write_junit(result, args.junit)
-    if args.html:
-        reports.write_html(result, args.html)
+    _show_and_write(args, result, console, baseline)
     return EXIT_OK if args.exit_zero else result.exit_code(baseline=baseline is not None)
 
 
@@ -234,7 +224,6 @@ def run_merge(args: argparse.Namespace) -> int:
     say, shown as the probe shows one; the exit status of the whole campaign."""
     from rich.console import Console
 
-    from . import report as reports
     from .campaign import merge, read_report
 
     err = Console(stderr=True, soft_wrap=True)
@@ -246,18 +235,25 @@ def run_merge(args: argparse.Namespace) -> int:
     except ValueError as exc:
         err.print(f"pqproxy {exc}", markup=False, highlight=False)
         return EXIT_UNREACHABLE
+    _show_and_write(args, merged, Console())
+    return merged.exit_code()
+
+
+def _show_and_write(args: argparse.Namespace, result: Any, console: Any, baseline: Any = None) -> None:
+    """A whole run's report: on the console (one line a target with --quiet), and where --json/--junit/--html say."""
+    from . import report as reports
+
     if args.quiet:
-        for t in merged.targets:
+        for t in result.targets:
             _quiet_line(t)
     else:
-        reports.render_terminal(merged, Console())
+        reports.render_terminal(result, console, baseline=baseline)
     if args.json:
-        reports.write_json(merged, args.json)
+        reports.write_json(result, args.json)
     if args.junit:
-        reports.write_junit(merged, args.junit)
+        reports.write_junit(result, args.junit)
     if args.html:
-        reports.write_html(merged, args.html)
-    return merged.exit_code()
+        reports.write_html(result, args.html)
 
 
 def _run_with_progress(targets: list[Any], suite: Any, options: Any, console: Any, per_target: int) -> Any:

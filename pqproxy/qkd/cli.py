@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +71,32 @@ def _pki(args: argparse.Namespace) -> tuple[str, str, str]:
     return str(args.out / "kme.pem"), str(args.out / "kme.key"), str(args.out / "ca.pem")
 
 
-def run_kme(args: argparse.Namespace) -> int:
+def _control_on_loopback(args: argparse.Namespace) -> bool:
+    if args.control is not None and not (args.control[0].startswith("127.") or args.control[0] in ("::1", "localhost")):
+        print("pqproxy kme: --control has no authentication: it must listen on loopback", file=sys.stderr)
+        return False
+    return True
+
+
+def _serve_until_signal(serve: Callable[..., Awaitable[None]],
+                        ready: Callable[[dict[str, tuple[str, int]]], dict[str, Any]]) -> None:
+    """Run ``serve`` (a trio server that reports its bound addresses) until SIGTERM or SIGINT; print the ``ready``
+    line (JSON) once it listens."""
     import trio
 
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(serve)
+            print(json.dumps(ready(bound)), flush=True)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(main)
+
+
+def run_kme(args: argparse.Namespace) -> int:
     if args.topology is not None:
         return run_network(args)
     if not args.sae:
@@ -86,8 +110,7 @@ def run_kme(args: argparse.Namespace) -> int:
     if len(saes) < 2:
         print("pqproxy kme: at least two --sae are needed (a master and a slave)", file=sys.stderr)
         return 2
-    if args.control is not None and not (args.control[0].startswith("127.") or args.control[0] in ("::1", "localhost")):
-        print("pqproxy kme: --control has no authentication: it must listen on loopback", file=sys.stderr)
+    if not _control_on_loopback(args):
         return 2
     if args.key_size % 8 or not 64 <= args.key_size <= 8192:
         print("pqproxy kme: --key-size must be a multiple of 8 between 64 and 8192", file=sys.stderr)
@@ -106,28 +129,17 @@ def run_kme(args: argparse.Namespace) -> int:
     store = KeyStore(saes, link, key_size=args.key_size, max_key_count=args.max_key_count,
                      initial_keys=args.initial_keys)
 
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            bound = await nursery.start(functools.partial(serve_kme, args.listen[0], args.listen[1], store, context,
-                                                          control=args.control))
-            print(json.dumps({"event": "kme_ready", "listen": "{}:{}".format(*bound["kme"]),
-                              "control": "{}:{}".format(*bound["control"]) if "control" in bound else None,
-                              "saes": saes, "ca": ca, "link": store.status(saes[0], saes[1]).status_extension}),
-                  flush=True)
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    break
-
-    trio.run(main)
+    _serve_until_signal(
+        functools.partial(serve_kme, args.listen[0], args.listen[1], store, context, control=args.control),
+        lambda bound: {"event": "kme_ready", "listen": "{}:{}".format(*bound["kme"]),
+                       "control": "{}:{}".format(*bound["control"]) if "control" in bound else None,
+                       "saes": saes, "ca": ca, "link": store.status(saes[0], saes[1]).status_extension})
     return 0
 
 
 def run_network(args: argparse.Namespace) -> int:
     """``pqproxy kme --topology FILE --out DIR``: every site's KME, and the control endpoint."""
     import tomllib
-
-    import trio
 
     from ..certs import write_kme_pki
     from .network import Network, TopologyError, parse_topology
@@ -136,8 +148,7 @@ def run_network(args: argparse.Namespace) -> int:
     if args.out is None:
         print("pqproxy kme: --topology needs --out DIR (the network's PKI is written there)", file=sys.stderr)
         return 2
-    if args.control is not None and not (args.control[0].startswith("127.") or args.control[0] in ("::1", "localhost")):
-        print("pqproxy kme: --control has no authentication: it must listen on loopback", file=sys.stderr)
+    if not _control_on_loopback(args):
         return 2
     try:
         topology = parse_topology(tomllib.loads(args.topology.read_text()), str(args.topology))
@@ -151,18 +162,10 @@ def run_network(args: argparse.Namespace) -> int:
         write_kme_pki(args.out, saes, sites=sites)
     network = Network(topology)
 
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            bound = await nursery.start(functools.partial(serve_network, network, args.out, control=args.control))
-            print(json.dumps({"event": "kme_ready", "sites": {k: "{}:{}".format(*v) for k, v in bound.items()
-                                                              if k != "control"},
-                              "control": "{}:{}".format(*bound["control"]) if "control" in bound else None,
-                              "links": [ln.spec.name for ln in network.links.values()],
-                              "ca": str(args.out / "ca.pem")}), flush=True)
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    break
-
-    trio.run(main)
+    _serve_until_signal(
+        functools.partial(serve_network, network, args.out, control=args.control),
+        lambda bound: {"event": "kme_ready",
+                       "sites": {k: "{}:{}".format(*v) for k, v in bound.items() if k != "control"},
+                       "control": "{}:{}".format(*bound["control"]) if "control" in bound else None,
+                       "links": [ln.spec.name for ln in network.links.values()], "ca": str(args.out / "ca.pem")})
     return 0

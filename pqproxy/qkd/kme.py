@@ -64,6 +64,18 @@ class KMEFault(Exception):
         self.details = details
 
 
+def requested_size(request: KeyRequest, default: int) -> int:
+    """The key size an enc_keys request asks for, in bits; KMEFault 400 for what this KME does not serve."""
+    size = request.size or default
+    if size % 8 or not MIN_KEY_SIZE <= size <= MAX_KEY_SIZE:
+        raise KMEFault(400, f"size must be a multiple of 8 between {MIN_KEY_SIZE} and {MAX_KEY_SIZE}")
+    if request.additional_slave_SAE_IDs:
+        raise KMEFault(400, "additional_slave_SAE_IDs is not supported by this KME")
+    if request.extension_mandatory:
+        raise KMEFault(400, "no mandatory extension is supported", extension_mandatory="not supported")
+    return size
+
+
 @dataclass
 class _Pending:
     master: str
@@ -132,13 +144,7 @@ class KeyStore:
 
     def enc_keys(self, master: str, slave: str, request: KeyRequest) -> KeyContainer:
         pair = self._pair(master, slave)
-        size = request.size or self.key_size
-        if size % 8 or not MIN_KEY_SIZE <= size <= MAX_KEY_SIZE:
-            raise KMEFault(400, f"size must be a multiple of 8 between {MIN_KEY_SIZE} and {MAX_KEY_SIZE}")
-        if request.additional_slave_SAE_IDs:
-            raise KMEFault(400, "additional_slave_SAE_IDs is not supported by this KME")
-        if request.extension_mandatory:
-            raise KMEFault(400, "no mandatory extension is supported", extension_mandatory="not supported")
+        size = requested_size(request, self.key_size)
         self._refill()
         reading = self.link.read(self.clock())
         if self.pools[pair] < size * request.number:

@@ -35,7 +35,7 @@ from typing import Any
 
 from . import etsi014
 from .etsi014 import Key, KeyContainer, KeyRequest, Status
-from .kme import MAX_KEY_SIZE, MIN_KEY_SIZE, PENDING_TTL, KMEFault, _b64, _Pending
+from .kme import MAX_KEY_SIZE, MIN_KEY_SIZE, PENDING_TTL, KMEFault, _b64, _Pending, requested_size
 from .link import UP, Link, LinkParameters
 
 MAX_SITES = 64
@@ -314,13 +314,7 @@ class Network:
         pair = self._check(master, slave)
         stats = self.pairs.setdefault(pair, PairStats())
         stats.requests += 1
-        size = request.size or self.topology.key_size
-        if size % 8 or not MIN_KEY_SIZE <= size <= MAX_KEY_SIZE:
-            raise KMEFault(400, f"size must be a multiple of 8 between {MIN_KEY_SIZE} and {MAX_KEY_SIZE}")
-        if request.additional_slave_SAE_IDs:
-            raise KMEFault(400, "additional_slave_SAE_IDs is not supported by this KME")
-        if request.extension_mandatory:
-            raise KMEFault(400, "no mandatory extension is supported", extension_mandatory="not supported")
+        size = requested_size(request, self.topology.key_size)
         now = self._refill()
         try:
             path = self.route(master, slave)
