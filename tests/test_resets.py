@@ -384,3 +384,31 @@ def test_client_an_application_fin_is_still_close_notify(pki: dict[str, Path]) -
         assert remote.outcome() == (b"request", "close_notify")
         record = log_line(client)
         assert record["result"] == "ok" and "reset" not in record, record
+
+
+@pytest.mark.interop
+def test_server_node_26_reads_an_upstream_reset_mid_answer_as_a_reset(pki: dict[str, Path]) -> None:
+    """A real TLS client (Node 26, OpenSSL 3.5): half an answer, then the upstream resets. Node reports
+    ECONNRESET after the 40 bytes it got, and never a close_notify: it cannot take the half for the whole."""
+    from tests.peers.node import node_binary, only, run_node_client
+
+    node_binary()
+
+    def half_then_reset(conn: socket.socket) -> bytes:
+        request = read_exactly(conn, 100)
+        conn.sendall(b"h" * 40)
+        time.sleep(0.2)
+        reset(conn)
+        return request
+
+    upstream = PlainPeer(half_then_reset)
+    with sidecar("server", server_args(pki, upstream.address)) as server:
+        events = run_node_client({"port": server.port, "ca": str(pki["ca"]), "servername": "localhost",
+                                  "send": 100, "expect": 100}, timeout=20)
+        assert len(upstream.outcome()) == 100
+        assert only(events, "handshake")[0]["group"] == "X25519MLKEM768"
+        assert [e["code"] for e in only(events, "error")] == ["ECONNRESET"], events
+        assert only(events, "result")[0]["length"] == 40
+        assert not any(a["name"] == "close_notify" and a["direction"] == "received" for a in only(events, "alert"))
+        record = log_line(server)
+        assert record["result"] == "peer_reset" and record["reset"] == "downstream", record
